@@ -22,7 +22,7 @@ def mnist():
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory, mnist):
-    """Both networks trained for one short epoch on a 2,000-image slice and published.
+    """Both networks trained for two short epochs on a 3,000-image slice and published.
 
     Good enough to be far better than chance, fast enough for every test run.
     """
@@ -33,7 +33,7 @@ def tiny_models(tmp_path_factory, mnist):
     root = tmp_path_factory.mktemp("models")
     versions = {}
     for name in ("fnn", "cnn"):
-        config = replace(CONFIGS[name], epochs=1, batch_size=64)
+        config = replace(CONFIGS[name], epochs=2, batch_size=32)
         versions[name] = train_base(name, root=root, seed=0, config=config, mnist=mnist,
-                                    train_limit=2000, verbose=0)
+                                    train_limit=3000, verbose=0)
     return root, versions

@@ -1,0 +1,142 @@
+"""Train the base FNN and CNN on MNIST and publish them as model versions.
+
+    python -m training.train                  # both networks, into instance/models
+    python -m training.train --models cnn --seed 1 --out /tmp/models
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from training import MODEL_NAMES  # noqa: E402
+from training.augment import CNN_AUGMENTATION, FNN_AUGMENTATION, Augmentation, training_dataset  # noqa: E402
+from training.export import save_version  # noqa: E402
+from training.mnist import load_mnist  # noqa: E402
+from training.networks import build  # noqa: E402
+from training.preprocess import to_model_input  # noqa: E402
+from training.versions import StoredVersion, next_version  # noqa: E402
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    # XLA speeds the dense FNN up ~2x on CPU but slows the small convolutions down.
+    jit_compile: bool
+    augmentation: Augmentation | None
+
+
+CONFIGS = {
+    "fnn": TrainConfig(epochs=10, batch_size=256, learning_rate=1e-3, jit_compile=True,
+                       augmentation=FNN_AUGMENTATION),
+    "cnn": TrainConfig(epochs=11, batch_size=128, learning_rate=2e-3, jit_compile=False,
+                       augmentation=CNN_AUGMENTATION),
+}
+
+
+def default_models_root() -> Path:
+    return Path(os.environ.get("INKLING_INSTANCE_PATH", "instance")) / "models"
+
+
+def set_seed(seed: int) -> None:
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def compile_model(model: keras.Model, config: TrainConfig, steps: int) -> None:
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=max(1, steps * config.epochs), warmup_target=config.learning_rate,
+        warmup_steps=max(1, min(steps // 2, steps * config.epochs // 10)),
+    )
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"], jit_compile=config.jit_compile)
+
+
+def fit(model: keras.Model, x: np.ndarray, y: np.ndarray, *, config: TrainConfig, seed: int,
+        validation: tuple[np.ndarray, np.ndarray] | None = None, callbacks=(), verbose="auto") -> keras.Model:
+    """Train ``model`` in place on uint8 images ``x`` (N, 28, 28) and labels ``y``."""
+    batch_size = min(config.batch_size, len(x))
+    steps = max(1, len(x) // batch_size)
+    compile_model(model, config, steps)
+    dataset = training_dataset(x, y, batch_size=batch_size, seed=seed, spec=config.augmentation)
+    validation_data = (to_model_input(validation[0]), validation[1]) if validation is not None else None
+    if verbose == "auto":
+        verbose = 1 if sys.stdout.isatty() else 2
+    # Validating only after the last epoch saves ~5% of a base run; the bar still shows loss/accuracy.
+    model.fit(dataset, steps_per_epoch=steps, epochs=config.epochs, validation_data=validation_data,
+              validation_freq=[config.epochs], callbacks=list(callbacks), verbose=verbose)
+    return model
+
+
+def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
+    if len(x) == 0:
+        return float("nan")
+    probabilities = model.predict(to_model_input(x), batch_size=1000, verbose=0)
+    return float(np.mean(np.argmax(probabilities, axis=1) == y))
+
+
+def train_base(name: str, *, root: Path, seed: int = 0, config: TrainConfig | None = None,
+               mnist=None, train_limit: int | None = None, verbose="auto") -> StoredVersion:
+    """Train one network from scratch on MNIST, evaluate it and publish it as a new version."""
+    config = config or CONFIGS[name]
+    mnist = mnist or load_mnist()
+    x, y = mnist.x_train, mnist.y_train
+    if train_limit:
+        x, y = x[:train_limit], y[:train_limit]
+    set_seed(seed)
+    model = build(name)
+    started = time.perf_counter()
+    fit(model, x, y, config=config, seed=seed, validation=(mnist.x_val, mnist.y_val), verbose=verbose)
+    seconds = time.perf_counter() - started
+    metrics = {
+        "mnist_test_accuracy": accuracy(model, mnist.x_test, mnist.y_test),
+        "mnist_val_accuracy": accuracy(model, mnist.x_val, mnist.y_val),
+    }
+    training = {"kind": "base", "seed": seed, "samples": int(len(x)), "seconds": round(seconds, 1),
+                "config": {**asdict(replace(config, augmentation=None)),
+                           "augmentation": asdict(config.augmentation) if config.augmentation else None}}
+    return save_version(model, root=root, name=name, version=next_version(root, name), parent=None,
+                        metrics=metrics, training=training, check_sample=to_model_input(mnist.x_test[:256]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=None, help="models folder (default: instance/models)")
+    parser.add_argument("--models", nargs="+", choices=MODEL_NAMES, default=list(MODEL_NAMES))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=None, help="override every model's epoch count")
+    parser.add_argument("--train-limit", type=int, default=None, help="train on the first N images only")
+    parser.add_argument("--mnist-path", default=None, help="a local MNIST (.npz, IDX folder, .pkl.gz, .whl)")
+    parser.add_argument("--if-missing", action="store_true", help="skip models that already have a version")
+    args = parser.parse_args(argv)
+    root = args.out or default_models_root()
+    mnist = load_mnist(source=args.mnist_path)
+    from training.versions import list_versions
+    for name in args.models:
+        if args.if_missing and list_versions(root, name):
+            print(f"{name}: version {list_versions(root, name)[-1]} exists; skipping")
+            continue
+        config = CONFIGS[name] if args.epochs is None else replace(CONFIGS[name], epochs=args.epochs)
+        print(f"== training {name}: {config.epochs} epochs on {args.train_limit or len(mnist.x_train)} images")
+        stored = train_base(name, root=root, seed=args.seed, config=config, mnist=mnist,
+                            train_limit=args.train_limit)
+        metrics = stored.manifest["metrics"]
+        print(f"{name} v{stored.version}: MNIST test accuracy {metrics['mnist_test_accuracy']:.2%} "
+              f"in {stored.manifest['training']['seconds']:.0f} s -> {stored.path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
