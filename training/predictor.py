@@ -66,8 +66,9 @@ class OnnxModel:
         probabilities = self.probabilities(to_model_input(pixels))[0]
         elapsed = (time.perf_counter() - start) * 1000
         label = int(np.argmax(probabilities))
-        return Prediction(label=label, confidence=float(probabilities[label]),
-                          probabilities=[round(float(p), 6) for p in probabilities],
+        # Six decimals is plenty for people and keeps JSON and database rows small.
+        rounded = [round(float(p), 6) for p in probabilities]
+        return Prediction(label=label, confidence=rounded[label], probabilities=rounded,
                           model_version=self.version, latency_ms=round(elapsed, 3))
 
 
