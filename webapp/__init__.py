@@ -1,0 +1,118 @@
+"""Inkling's web app: create_app() builds it; nothing happens at import time."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from pathlib import Path
+
+from flask import Flask, g, request
+
+CLIENT_COOKIE = "inkling_client"
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def create_app(overrides: dict | None = None) -> Flask:
+    from webapp.config import from_environment
+
+    app = Flask(__name__)
+    app.config.from_mapping(from_environment())
+    app.config.from_mapping(overrides or {})
+    app.instance_path = app.config["INSTANCE_PATH"]
+    configure_logging(app)
+    register_extensions(app)
+    register_services(app)
+    register_blueprints(app)
+    register_client_id(app)
+    register_error_handlers(app)
+    register_commands(app)
+    register_celery(app)
+    return app
+
+
+def configure_logging(app: Flask) -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Alembic announces every plugin it loads at INFO.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+
+def register_extensions(app: Flask) -> None:
+    from webapp.extensions import bootstrap, db, migrate
+
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
+        Path(app.config["SQLALCHEMY_DATABASE_URI"][len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(MIGRATIONS), render_as_batch=True)
+    bootstrap.init_app(app)
+    from webapp import models  # noqa: F401  (registers the tables on db.metadata)
+
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        from sqlalchemy import event
+
+        with app.app_context():
+            engine = db.engine
+
+        @event.listens_for(engine, "connect")
+        def sqlite_pragmas(connection, _record):
+            # WAL lets readers and one writer work at once; foreign keys are off by default.
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=5000")
+            cursor.close()
+
+
+def register_services(app: Flask) -> None:
+    from webapp.registry import ModelRegistry
+    from webapp.storage import create_store
+
+    store = create_store(app.config)
+    app.extensions["inkling.store"] = store
+    app.extensions["inkling.registry"] = ModelRegistry(store, refresh_seconds=app.config["MODEL_REFRESH_SECONDS"])
+
+
+def register_blueprints(app: Flask) -> None:
+    from webapp import api, pages
+
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(api.health)
+
+
+def register_client_id(app: Flask) -> None:
+    """An anonymous, random visitor id in a cookie: enough to count one's own contributions."""
+
+    @app.before_request
+    def load_client_id():
+        value = request.cookies.get(CLIENT_COOKIE, "")
+        g.new_client = not (16 <= len(value) <= 64 and value.replace("-", "").replace("_", "").isalnum())
+        g.client_id = secrets.token_urlsafe(18) if g.new_client else value
+
+    @app.after_request
+    def store_client_id(response):
+        if getattr(g, "new_client", False) and response.status_code < 500:
+            response.set_cookie(CLIENT_COOKIE, g.client_id, max_age=365 * 24 * 3600, httponly=True,
+                                samesite="Lax", secure=app.config["SESSION_COOKIE_SECURE"])
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response
+
+
+def register_error_handlers(app: Flask) -> None:
+    from webapp.errors import register_error_handlers as register
+
+    register(app)
+
+
+def register_celery(app: Flask) -> None:
+    from webapp.queue import celery_init_app
+
+    celery_init_app(app)
+
+
+def register_commands(app: Flask) -> None:
+    from webapp.cli import models_cli, users_cli
+
+    app.cli.add_command(users_cli)
+    app.cli.add_command(models_cli)

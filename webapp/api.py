@@ -1,0 +1,227 @@
+"""The JSON API, /api/v1 (the pages use it too), and /healthz."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+
+from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
+from sqlalchemy import func, select, text
+
+from training.preprocess import preprocess
+from webapp.extensions import db
+from webapp.models import SOURCES, STATUSES, Drawing, ModelVersion, Prediction, Rating
+from webapp.registry import ModelsUnavailable, get_registry
+from webapp.services import ServiceError, contributions_of, predict_drawing, record_feedback, save_drawing
+from webapp.storage import ObjectNotFound, StorageError, get_store
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+health = Blueprint("health", __name__)
+
+NOT_FOUND = ServiceError(404, "not_found", "no drawing with that id")
+
+
+def iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:  # SQLite hands back naive datetimes; they were stored as UTC
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.isoformat(timespec="seconds")
+
+
+def _json_body() -> dict:
+    body = request.get_json(silent=True)
+    if body is None:
+        raise ServiceError(400, "invalid_json", "the request body must be a JSON object")
+    if not isinstance(body, dict):
+        raise ServiceError(400, "invalid_json", "the request body must be a JSON object")
+    return body
+
+
+def _label(value, *, required: bool = True) -> int | None:
+    # Booleans are ints in Python and 3.0 == 3; neither is a digit label.
+    if value is None and not required:
+        return None
+    if isinstance(value, str) and len(value) == 1 and value in "0123456789":
+        return int(value)
+    if type(value) is not int or not 0 <= value <= 9:
+        raise ServiceError(400, "invalid_label", "label must be an integer digit from 0 to 9")
+    return value
+
+
+def _image_and_label(*, want_label: bool):
+    """The uploaded image (JSON ``image`` or multipart file ``image``) and, if wanted, its label."""
+    if request.mimetype == "multipart/form-data":
+        upload = request.files.get("image")
+        if upload is None:
+            raise ServiceError(400, "missing_image", "send the drawing in a file field named 'image'")
+        payload = upload.read()
+        label = request.form.get("label")
+        if want_label and label is None:
+            raise ServiceError(400, "invalid_label", "label must be an integer digit from 0 to 9")
+    else:
+        body = _json_body()
+        payload = body.get("image")
+        if payload is None:
+            raise ServiceError(400, "missing_image", "the body needs an 'image': a data URL or base64 PNG/JPEG/WebP")
+        if not isinstance(payload, str):
+            raise ServiceError(400, "invalid_image", "'image' must be a string (a data URL or base64)")
+        label = body.get("label")
+    drawing = preprocess(payload, max_bytes=current_app.config["MAX_IMAGE_BYTES"])
+    return drawing, (_label(label) if want_label else None)
+
+
+def drawing_json(row: Drawing) -> dict:
+    return {
+        "id": row.id, "label": row.label, "status": row.status, "source": row.source,
+        "created": iso(row.created_at), "content_type": row.content_type, "size_bytes": row.size_bytes,
+        "width": row.width, "height": row.height, "sha256": row.sha256,
+        "image_url": url_for("api.drawing_image", drawing_id=row.id),
+        "predictions": {p.model_name: {"label": p.label, "confidence": p.confidence,
+                                       "model_version": p.model_version} for p in row.predictions},
+    }
+
+
+@bp.post("/predictions")
+def create_prediction():
+    drawing, _ = _image_and_label(want_label=False)
+    try:
+        row, answers = predict_drawing(drawing=drawing, client_id=g.client_id)
+    except ModelsUnavailable as exc:
+        raise ServiceError(503, "models_unavailable", f"the models are not ready: {exc}") from None
+    return jsonify({
+        # None when the drawing could not be stored: the answers stand, but cannot be rated.
+        "id": row.id if row is not None else None,
+        "predictions": {name: {key: value for key, value in answer.as_dict().items() if key != "latency_ms"}
+                        for name, answer in answers.items()},
+        "preview": drawing.preview_data_url,
+    })
+
+
+@bp.post("/predictions/<drawing_id>/feedback")
+def create_feedback(drawing_id: str):
+    label = _label(_json_body().get("label"))
+    rating, correct = record_feedback(drawing_id=drawing_id, label=label, client_id=g.client_id)
+    return jsonify({"id": drawing_id, "label": rating.label, "correct": correct}), 201
+
+
+@bp.post("/drawings")
+def create_drawing():
+    drawing, label = _image_and_label(want_label=True)
+    row = save_drawing(drawing=drawing, label=label, client_id=g.client_id)
+    body = {"id": row.id, "label": row.label, "status": row.status,
+            "client_contributions": contributions_of(g.client_id)}
+    response = jsonify(body)
+    response.headers["Location"] = url_for("api.get_drawing", drawing_id=row.id)
+    return response, 201
+
+
+@bp.get("/drawings")
+def list_drawings():
+    query = select(Drawing).order_by(Drawing.created_at.desc(), Drawing.id)
+    count = select(func.count()).select_from(Drawing)
+    filters = []
+    if (label := request.args.get("label", "")) != "":
+        filters.append(Drawing.label == _label(label))
+    for name, allowed in (("status", STATUSES), ("source", SOURCES)):
+        if value := request.args.get(name):
+            if value not in allowed:
+                raise ServiceError(400, f"invalid_{name}", f"{name} must be one of {', '.join(allowed)}")
+            filters.append(getattr(Drawing, name) == value)
+    page_text = request.args.get("page", "1")
+    if not page_text.isdigit() or int(page_text) < 1 or int(page_text) > 1_000_000:
+        raise ServiceError(400, "invalid_page", "page must be a positive integer")
+    page, size = int(page_text), current_app.config["PAGE_SIZE"]
+    total = db.session.scalar(count.where(*filters)) or 0
+    rows = db.session.scalars(query.where(*filters).limit(size).offset((page - 1) * size)).all()
+    return jsonify({"items": [drawing_json(row) for row in rows], "page": page, "page_size": size,
+                    "pages": max(1, math.ceil(total / size)), "total": total})
+
+
+def _drawing_or_404(drawing_id: str) -> Drawing:
+    row = db.session.get(Drawing, drawing_id) if len(drawing_id) <= 36 else None
+    if row is None:
+        raise NOT_FOUND
+    return row
+
+
+@bp.get("/drawings/<drawing_id>")
+def get_drawing(drawing_id: str):
+    return jsonify(drawing_json(_drawing_or_404(drawing_id)))
+
+
+@bp.get("/drawings/<drawing_id>/image")
+def drawing_image(drawing_id: str):
+    row = _drawing_or_404(drawing_id)
+    try:
+        data = get_store().get(row.object_key)
+    except ObjectNotFound:
+        raise ServiceError(404, "image_missing", "the image of this drawing is missing from storage") from None
+    except StorageError:
+        raise ServiceError(503, "storage_unavailable", "image storage is unavailable; try again shortly") from None
+    response = Response(data, mimetype=row.content_type)
+    response.headers["Cache-Control"] = "private, max-age=86400, immutable"
+    response.headers["Content-Disposition"] = f'inline; filename="{row.id}.{row.object_key.rsplit(".", 1)[-1]}"'
+    return response
+
+
+@bp.get("/models")
+def list_models():
+    rows = db.session.scalars(select(ModelVersion).order_by(ModelVersion.name, ModelVersion.version.desc())).all()
+    models: dict[str, list] = {}
+    for row in rows:
+        models.setdefault(row.name, []).append({
+            "version": row.version, "status": row.status, "active": row.status == "active",
+            "created": iso(row.created_at), "activated": iso(row.activated_at), "parent": row.parent_version,
+            "metrics": row.metrics, "samples": row.samples_used, "reason": row.status_reason,
+        })
+    return jsonify({"models": [{"name": name, "versions": versions} for name, versions in models.items()],
+                    "serving": get_registry().status()["loaded"]})
+
+
+@bp.get("/stats")
+def stats():
+    def counts(column):
+        return {str(key): value for key, value in db.session.execute(
+            select(column, func.count()).select_from(Drawing).group_by(column)).all() if key is not None}
+
+    rated = db.session.execute(
+        select(Prediction.model_name, func.count(), func.sum((Prediction.label == Rating.label).cast(db.Integer)))
+        .join(Rating, Rating.drawing_id == Prediction.drawing_id).group_by(Prediction.model_name)).all()
+    accuracy = {name: {"rated": 0, "correct": 0, "accuracy": None} for name in ("fnn", "cnn")}
+    for name, total, correct in rated:
+        accuracy[name] = {"rated": total, "correct": int(correct or 0),
+                          "accuracy": (int(correct or 0) / total) if total else None}
+    total = db.session.scalar(select(func.count()).select_from(Drawing)) or 0
+    return jsonify({"drawings": {"total": total, "by_label": counts(Drawing.label),
+                                 "by_status": counts(Drawing.status), "by_source": counts(Drawing.source)},
+                    "accuracy": accuracy})
+
+
+@bp.get("/me")
+def me():
+    return jsonify({"client_id": g.client_id, "contributions": contributions_of(g.client_id)})
+
+
+@health.get("/healthz")
+def healthz():
+    checks, healthy = {}, True
+    try:
+        db.session.execute(text("SELECT 1"))
+        checks["database"] = {"ok": True}
+    except Exception as exc:
+        db.session.rollback()
+        checks["database"], healthy = {"ok": False, "error": exc.__class__.__name__}, False
+    try:
+        get_store().check()
+        checks["storage"] = {"ok": True}
+    except StorageError as exc:
+        checks["storage"], healthy = {"ok": False, "error": str(exc)}, False
+    try:
+        registry = get_registry()
+        checks["models"] = {"ok": True, "versions": registry.snapshot().versions}
+        if registry.last_error:  # still serving the previous versions, but say why not the new
+            checks["models"]["warning"] = registry.last_error
+    except ModelsUnavailable as exc:
+        checks["models"], healthy = {"ok": False, "error": str(exc)}, False
+    return jsonify({"status": "ok" if healthy else "unavailable", "checks": checks}), 200 if healthy else 503

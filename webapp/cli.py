@@ -1,0 +1,110 @@
+"""`flask --app webapp ...` commands: admin accounts and tokens, model versions."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from pathlib import Path
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+from sqlalchemy import select
+from werkzeug.security import generate_password_hash
+
+from webapp.extensions import db
+from webapp.models import ApiToken, ModelVersion, User, utcnow
+from webapp.storage import get_store
+
+users_cli = AppGroup("users", help="Admin accounts and API tokens.")
+models_cli = AppGroup("models", help="Model versions in the registry.")
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@users_cli.command("create-admin")
+@click.argument("username")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+def create_admin(username: str, password: str) -> None:
+    """Create an admin (or reset an existing user's password and make them admin)."""
+    if len(password) < 8:
+        raise click.UsageError("the password must be at least 8 characters")
+    user = db.session.scalar(select(User).where(User.username == username))
+    if user is None:
+        user = User(username=username)
+        db.session.add(user)
+    user.password_hash = generate_password_hash(password)
+    user.is_admin = True
+    db.session.commit()
+    click.echo(f"admin {username} is ready")
+
+
+@users_cli.command("issue-token")
+@click.argument("username")
+def issue_token(username: str) -> None:
+    """Print a new bearer token for USERNAME's admin API calls (shown once, stored hashed)."""
+    user = db.session.scalar(select(User).where(User.username == username))
+    if user is None or not user.is_admin:
+        raise click.UsageError(f"no admin called {username}; create one with `users create-admin`")
+    token = secrets.token_urlsafe(32)
+    db.session.add(ApiToken(user=user, token_sha256=hash_token(token)))
+    db.session.commit()
+    click.echo(f"token for {username} (send as 'Authorization: Bearer <token>'):")
+    click.echo(token)
+
+
+def import_version(stored, *, activate: bool) -> ModelVersion:
+    """Copy a published model version into the object store and register it."""
+    from training.versions import KERAS_FILE, MANIFEST_FILE, ONNX_FILE
+
+    store = get_store()
+    latest = db.session.scalar(select(db.func.max(ModelVersion.version)).where(ModelVersion.name == stored.name))
+    version = (latest or 0) + 1
+    prefix = f"models/{stored.name}/v{version}/"
+    for filename, content_type in ((ONNX_FILE, "application/octet-stream"),
+                                   (KERAS_FILE, "application/octet-stream"),
+                                   (MANIFEST_FILE, "application/json")):
+        store.put(prefix + filename, (stored.path / filename).read_bytes(), content_type=content_type)
+    manifest = {**stored.manifest, "version": version}
+    row = ModelVersion(name=stored.name, version=version, status="active" if activate else "candidate",
+                       parent_version=None, object_prefix=prefix,
+                       onnx_sha256=manifest["files"][ONNX_FILE]["sha256"], metrics=manifest.get("metrics", {}),
+                       manifest=manifest, samples_used=int(manifest.get("training", {}).get("samples", 0)),
+                       activated_at=utcnow() if activate else None, status_reason="base model trained on MNIST")
+    db.session.add(row)
+    db.session.commit()
+    return row
+
+
+@models_cli.command("import-base")
+@click.option("--path", "path", type=click.Path(path_type=Path), default=None,
+              help="folder of trained versions (default: MODELS_PATH, instance/models)")
+def import_base(path: Path | None) -> None:
+    """Register the base FNN and CNN as version 1 when the registry has none (idempotent)."""
+    from training import MODEL_NAMES
+    from training.versions import VersionError, load
+
+    root = path or Path(current_app.config["MODELS_PATH"])
+    for name in MODEL_NAMES:
+        existing = db.session.scalar(select(ModelVersion).where(ModelVersion.name == name).limit(1))
+        if existing is not None:
+            click.echo(f"{name}: the registry already has versions; nothing to import")
+            continue
+        try:
+            stored = load(root, name)
+        except VersionError as exc:
+            raise click.ClickException(f"{exc}; train first with `python -m training.train`") from None
+        row = import_version(stored, activate=True)
+        accuracy = row.metrics.get("mnist_test_accuracy")
+        click.echo(f"{name}: registered v{row.version} (MNIST test accuracy {accuracy:.2%}) as active")
+
+
+@models_cli.command("list")
+def list_models() -> None:
+    """Every version of every network, with its status."""
+    for row in db.session.scalars(select(ModelVersion).order_by(ModelVersion.name, ModelVersion.version)):
+        accuracy = row.metrics.get("mnist_test_accuracy")
+        shown = f"{accuracy:.2%}" if isinstance(accuracy, (int, float)) else "-"
+        click.echo(f"{row.name} v{row.version}  {row.status:<9}  MNIST {shown}  parent {row.parent_version or '-'}")

@@ -1,0 +1,69 @@
+"""Configuration, read from the environment in this one place (12-factor)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEV_SECRET_KEY = "dev-only-inkling-secret"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(RuntimeError):
+    """The environment asks for something unsafe or impossible."""
+
+
+def database_url(raw: str | None, instance: Path) -> str:
+    if not raw:
+        return f"sqlite:///{instance / 'inkling.sqlite'}"
+    # Heroku still hands out postgres:// URLs, which SQLAlchemy 2 no longer accepts; and the
+    # psycopg (3) driver is the one installed.
+    for prefix in ("postgres://", "postgresql://"):
+        if raw.startswith(prefix):
+            return "postgresql+psycopg://" + raw[len(prefix):]
+    return raw
+
+
+def _bool(value: str | None, default: bool = False) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def from_environment(environ=os.environ) -> dict:
+    """The app's settings as a dict for ``app.config.from_mapping``."""
+    instance = Path(environ.get("INKLING_INSTANCE_PATH", ROOT / "instance")).resolve()
+    env = environ.get("INKLING_ENV", "development")
+    secret = environ.get("SECRET_KEY") or DEV_SECRET_KEY
+    if env == "production" and secret == DEV_SECRET_KEY:
+        raise ConfigError("SECRET_KEY must be set in production")
+    max_image_bytes = int(environ.get("MAX_IMAGE_BYTES", 2 * 1024 * 1024))
+    return {
+        "INKLING_ENV": env,
+        "SECRET_KEY": secret,
+        "INSTANCE_PATH": str(instance),
+        "SQLALCHEMY_DATABASE_URI": database_url(environ.get("DATABASE_URL"), instance),
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        # Object storage: S3 when a bucket is named, else a local folder.
+        "S3_BUCKET": environ.get("S3_BUCKET") or None,
+        "S3_ENDPOINT_URL": environ.get("S3_ENDPOINT_URL") or None,
+        "S3_REGION": environ.get("S3_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+        "S3_PREFIX": environ.get("S3_PREFIX", ""),
+        # Heroku's router gives up after 30 s; S3 calls must fail well before that.
+        "S3_CONNECT_TIMEOUT": float(environ.get("S3_CONNECT_TIMEOUT", 2)),
+        "S3_READ_TIMEOUT": float(environ.get("S3_READ_TIMEOUT", 5)),
+        "S3_MAX_ATTEMPTS": int(environ.get("S3_MAX_ATTEMPTS", 2)),
+        "LOCAL_STORAGE_PATH": environ.get("LOCAL_STORAGE_PATH") or str(instance / "objects"),
+        "MODELS_PATH": environ.get("MODELS_PATH") or str(instance / "models"),
+        # Base64 adds a third; JSON framing a little more.
+        "MAX_IMAGE_BYTES": max_image_bytes,
+        "MAX_CONTENT_LENGTH": int(environ.get("MAX_CONTENT_LENGTH", max_image_bytes * 4 // 3 + 64 * 1024)),
+        "MODEL_REFRESH_SECONDS": float(environ.get("MODEL_REFRESH_SECONDS", 2)),
+        "PAGE_SIZE": int(environ.get("PAGE_SIZE", 50)),
+        "REDIS_URL": environ.get("REDIS_URL") or None,
+        "BOOTSTRAP_SERVE_LOCAL": True,
+        "JSON_SORT_KEYS": False,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": _bool(environ.get("SESSION_COOKIE_SECURE"), env == "production"),
+    }

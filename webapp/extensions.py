@@ -1,0 +1,28 @@
+"""Flask extensions, created unbound here and bound to the app in create_app()."""
+
+from datetime import datetime
+
+from flask_bootstrap import Bootstrap5
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import DateTime, MetaData
+from sqlalchemy.orm import DeclarativeBase, registry
+
+# Named constraints, so Alembic can alter them on every backend (SQLite included).
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    registry = registry(metadata=MetaData(naming_convention=NAMING_CONVENTION),
+                        type_annotation_map={datetime: DateTime(timezone=True)})
+
+
+db = SQLAlchemy(model_class=Base)
+migrate = Migrate()
+bootstrap = Bootstrap5()

@@ -1,0 +1,110 @@
+"""The model registry: which version of each network is active, and the loaded ONNX sessions.
+
+The database says which versions are active; their artifacts come from the object store,
+are checked against the sha256 recorded at publication, and are loaded once per process.
+A request gets an immutable snapshot, so it sees either the old pair or the new pair of
+models, never a half-loaded one; a newly activated version is picked up within
+``MODEL_REFRESH_SECONDS`` without a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from flask import current_app
+from sqlalchemy import select
+
+from training import MODEL_NAMES
+from training.predictor import OnnxModel, Predictor
+from training.versions import sha256_bytes
+from webapp.extensions import db
+from webapp.models import ModelVersion
+
+log = logging.getLogger(__name__)
+
+
+class ModelsUnavailable(RuntimeError):
+    """No usable active version of some network."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    predictor: Predictor
+    versions: dict[str, int] = field(default_factory=dict)
+
+
+class ModelRegistry:
+    def __init__(self, store, *, refresh_seconds: float = 2.0):
+        self.store = store
+        self.refresh_seconds = refresh_seconds
+        self._snapshot: Snapshot | None = None
+        self._checked_at = 0.0
+        self._lock = threading.Lock()
+        self._sessions: dict[tuple[str, int], OnnxModel] = {}
+        self.last_error: str | None = None
+
+    def active_rows(self) -> dict[str, ModelVersion]:
+        rows = db.session.scalars(select(ModelVersion).where(ModelVersion.status == "active")).all()
+        return {row.name: row for row in rows}
+
+    def snapshot(self) -> Snapshot:
+        """The current pair of models, refreshed from the database at most every few seconds."""
+        now = time.monotonic()
+        stale = self._snapshot is None or now - self._checked_at >= self.refresh_seconds
+        # Only one thread refreshes; the others keep answering with the snapshot they have.
+        if stale and self._lock.acquire(blocking=self._snapshot is None):
+            try:
+                self._refresh()
+                self._checked_at = time.monotonic()
+            finally:
+                self._lock.release()
+        if self._snapshot is None:
+            raise ModelsUnavailable(self.last_error or "no active model versions")
+        return self._snapshot
+
+    def _refresh(self) -> None:
+        try:
+            rows = self.active_rows()
+        except Exception as exc:  # the database is down: keep serving what is loaded
+            self.last_error = f"cannot read active versions: {exc.__class__.__name__}"
+            log.warning("model registry: %s", self.last_error)
+            return
+        wanted = {name: rows[name].version for name in MODEL_NAMES if name in rows}
+        if self._snapshot is not None and wanted == self._snapshot.versions:
+            return
+        missing = [name for name in MODEL_NAMES if name not in rows]
+        if missing:
+            self.last_error = f"no active version of {', '.join(missing)}; run `flask --app webapp models import-base`"
+            return
+        try:
+            models = {name: self._session(rows[name]) for name in MODEL_NAMES}
+        except Exception as exc:
+            # A version that cannot be loaded is never served; the previous snapshot stays.
+            self.last_error = str(exc)
+            log.error("model registry: %s", exc)
+            return
+        self._snapshot = Snapshot(Predictor(models), wanted)
+        # Requests still holding the old snapshot keep its sessions alive until they finish.
+        self._sessions = {key: model for key, model in self._sessions.items() if wanted.get(key[0]) == key[1]}
+        self.last_error = None
+        log.info("model registry: serving %s", ", ".join(f"{n} v{v}" for n, v in wanted.items()))
+
+    def _session(self, row: ModelVersion) -> OnnxModel:
+        key = (row.name, row.version)
+        if key not in self._sessions:
+            data = self.store.get(row.onnx_key)
+            if sha256_bytes(data) != row.onnx_sha256:
+                raise ModelsUnavailable(f"{row.name} v{row.version}: ONNX artifact fails its checksum; not loaded")
+            self._sessions[key] = OnnxModel(data, name=row.name, version=row.version)
+        return self._sessions[key]
+
+    def status(self) -> dict:
+        versions = self._snapshot.versions if self._snapshot else {}
+        return {"loaded": versions, "error": self.last_error}
+
+
+def get_registry() -> ModelRegistry:
+    return current_app.extensions["inkling.registry"]

@@ -1,0 +1,201 @@
+"""Object storage behind one small interface: a local folder (default) or Amazon S3.
+
+The database keeps only keys. Keys are made by the app (uuid-based), never by users.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator, Protocol
+
+from flask import current_app
+
+_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,250}\Z")
+
+
+class StorageError(RuntimeError):
+    """The object store failed."""
+
+
+class StorageUnavailable(StorageError):
+    """The object store could not be reached or did not answer in time."""
+
+
+class ObjectNotFound(StorageError, KeyError):
+    """No object under that key."""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size: int
+    modified: datetime
+
+
+def check_key(key: str) -> str:
+    if not _KEY.match(key) or ".." in key.split("/") or "//" in key:
+        raise ValueError(f"invalid object key {key!r}")
+    return key
+
+
+class ObjectStore(Protocol):
+    def put(self, key: str, data: bytes, *, content_type: str) -> None: ...
+    def get(self, key: str) -> bytes: ...
+    def delete(self, key: str) -> None: ...
+    def exists(self, key: str) -> bool: ...
+    def list(self, prefix: str = "") -> Iterator[StoredObject]: ...
+    def check(self) -> None: ...
+
+
+class LocalObjectStore:
+    """Objects as files under a folder; writes are atomic (temp file, fsync, rename)."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def put(self, key: str, data: bytes, *, content_type: str) -> None:
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle, partial = tempfile.mkstemp(prefix=".partial-", dir=path.parent)
+            try:
+                with os.fdopen(handle, "wb") as out:
+                    out.write(data)
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.replace(partial, path)
+            except BaseException:
+                Path(partial).unlink(missing_ok=True)
+                raise
+        except OSError as exc:
+            raise StorageUnavailable(f"local store cannot write {key}: {exc}") from exc
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise ObjectNotFound(key) from None
+        except OSError as exc:
+            raise StorageUnavailable(f"local store cannot read {key}: {exc}") from exc
+
+    def delete(self, key: str) -> None:
+        try:
+            self._path(key).unlink(missing_ok=True)
+        except OSError as exc:
+            raise StorageUnavailable(f"local store cannot delete {key}: {exc}") from exc
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list(self, prefix: str = "") -> Iterator[StoredObject]:
+        if not self.root.exists():
+            return
+        for path in sorted(self.root.rglob("*")):
+            if not path.is_file() or path.name.startswith(".partial-"):
+                continue
+            key = path.relative_to(self.root).as_posix()
+            if key.startswith(prefix):
+                stat = path.stat()
+                yield StoredObject(key, stat.st_size, datetime.fromtimestamp(stat.st_mtime, timezone.utc))
+
+    def check(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            if not os.access(self.root, os.W_OK):
+                raise StorageUnavailable(f"{self.root} is not writable")
+        except OSError as exc:
+            raise StorageUnavailable(str(exc)) from exc
+
+
+class S3ObjectStore:
+    """Objects in an S3 bucket (or an S3-compatible server), with tight timeouts."""
+
+    def __init__(self, bucket: str, *, client, prefix: str = ""):
+        self.bucket = bucket
+        self.client = client
+        self.prefix = prefix
+
+    @classmethod
+    def from_config(cls, config) -> "S3ObjectStore":
+        import boto3
+        from botocore.config import Config
+
+        client = boto3.client(
+            "s3",
+            endpoint_url=config.get("S3_ENDPOINT_URL"),
+            region_name=config.get("S3_REGION"),
+            config=Config(
+                connect_timeout=config["S3_CONNECT_TIMEOUT"],
+                read_timeout=config["S3_READ_TIMEOUT"],
+                retries={"max_attempts": config["S3_MAX_ATTEMPTS"], "mode": "standard"},
+            ),
+        )
+        return cls(config["S3_BUCKET"], client=client, prefix=config.get("S3_PREFIX", ""))
+
+    def _key(self, key: str) -> str:
+        return self.prefix + check_key(key)
+
+    def _call(self, what: str, function, **kwargs):
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return function(Bucket=self.bucket, **kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("NoSuchKey", "404", "NotFound"):
+                raise ObjectNotFound(kwargs.get("Key", "")) from None
+            raise StorageUnavailable(f"S3 {what} failed: {code or exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageUnavailable(f"S3 {what} failed: {exc}") from exc
+
+    def put(self, key: str, data: bytes, *, content_type: str) -> None:
+        self._call("put", self.client.put_object, Key=self._key(key), Body=data, ContentType=content_type)
+
+    def get(self, key: str) -> bytes:
+        response = self._call("get", self.client.get_object, Key=self._key(key))
+        try:
+            return response["Body"].read()
+        except Exception as exc:  # a connection dropped mid-body
+            raise StorageUnavailable(f"S3 get failed while reading {key}: {exc}") from exc
+
+    def delete(self, key: str) -> None:
+        self._call("delete", self.client.delete_object, Key=self._key(key))
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._call("head", self.client.head_object, Key=self._key(key))
+            return True
+        except ObjectNotFound:
+            return False
+
+    def list(self, prefix: str = "") -> Iterator[StoredObject]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        paginator = self.client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+                for item in page.get("Contents", []):
+                    yield StoredObject(item["Key"][len(self.prefix):], item["Size"], item["LastModified"])
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageUnavailable(f"S3 list failed: {exc}") from exc
+
+    def check(self) -> None:
+        self._call("head bucket", self.client.head_bucket)
+
+
+def create_store(config) -> ObjectStore:
+    if config.get("S3_BUCKET"):
+        return S3ObjectStore.from_config(config)
+    return LocalObjectStore(config["LOCAL_STORAGE_PATH"])
+
+
+def get_store() -> ObjectStore:
+    return current_app.extensions["inkling.store"]

@@ -1,0 +1,1 @@
+"""Celery workers: the app (celery_app.py) and its tasks (tasks.py)."""
