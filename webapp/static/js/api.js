@@ -1,0 +1,94 @@
+// A tiny fetch helper for Inkling's JSON API, and the one way pages show its outcome to people.
+(() => {
+  'use strict';
+
+  // Every failure becomes one of these, so pages only ever handle `message` and `code`.
+  class ApiError extends Error {
+    constructor(message, { status = 0, code = 'network_error' } = {}) {
+      super(message);
+      this.name = 'ApiError';
+      this.status = status;
+      this.code = code;
+    }
+  }
+
+  const isAbort = (error) => error?.name === 'AbortError';
+
+  // The API words its errors as clauses ("nothing is drawn"); shown alone they read better as sentences.
+  function sentence(text) {
+    if (typeof text !== 'string' || text.trim() === '') return '';
+    const trimmed = text.trim();
+    const capitalised = trimmed.charAt(0).toUpperCase() + trimmed.slice(1);
+    return /[.!?]$/.test(capitalised) ? capitalised : `${capitalised}.`;
+  }
+
+  async function request(method, url, { body, signal } = {}) {
+    const init = { method, signal, headers: { Accept: 'application/json' }, credentials: 'same-origin' };
+    if (body !== undefined) {
+      init.headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+
+    let response;
+    try {
+      response = await fetch(url, init);
+    } catch (error) {
+      if (isAbort(error)) throw error; // the caller cancelled it and is not waiting for an answer
+      throw new ApiError('Could not reach Inkling. Check your connection and try again.');
+    }
+
+    let data = null;
+    if ((response.headers.get('Content-Type') || '').includes('json')) {
+      try {
+        data = await response.json();
+      } catch (error) {
+        if (isAbort(error)) throw error;
+        // A proxy's error page or a truncated body: fall through to the status line below.
+      }
+    }
+    if (!response.ok) {
+      const fallback = `Inkling answered ${response.status}${response.statusText ? ` ${response.statusText}` : ''}. Please try again.`;
+      throw new ApiError(sentence(data?.error) || fallback, { status: response.status, code: data?.code || `http_${response.status}` });
+    }
+    if (data === null) {
+      throw new ApiError('Inkling sent an answer this page cannot read. Please reload and try again.',
+        { status: response.status, code: 'bad_response' });
+    }
+    return data;
+  }
+
+  // Replaces whatever the region shows; the region itself is the aria-live element.
+  function showAlert(region, kind, message, { dismissible = true } = {}) {
+    const alert = document.createElement('div');
+    alert.className = `alert alert-${kind} d-flex align-items-start gap-2 mb-3${dismissible ? ' alert-dismissible' : ''}`;
+    alert.dataset.kind = kind;
+    const text = document.createElement('div');
+    text.textContent = message;
+    alert.append(text);
+    if (dismissible) {
+      const close = document.createElement('button');
+      close.type = 'button';
+      close.className = 'btn-close';
+      close.setAttribute('aria-label', 'Dismiss');
+      close.addEventListener('click', () => alert.remove());
+      alert.append(close);
+    }
+    region.replaceChildren(alert);
+    return alert;
+  }
+
+  function clearAlert(region) {
+    region.replaceChildren();
+  }
+
+  window.Inkling = Object.assign(window.Inkling || {}, {
+    ApiError,
+    isAbort,
+    api: {
+      get: (url, options) => request('GET', url, options),
+      post: (url, body, options) => request('POST', url, { ...options, body }),
+    },
+    showAlert,
+    clearAlert,
+  });
+})();
