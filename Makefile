@@ -1,0 +1,54 @@
+# Inkling: `make run` sets up everything and starts the product; `make test` runs the tests.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+INSTANCE ?= instance
+PORT ?= 5000
+HOST ?= 127.0.0.1
+export INKLING_INSTANCE_PATH := $(abspath $(INSTANCE))
+
+.PHONY: run setup test install data models bench bench-accuracy bench-latency clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Reinstall only when a requirements file changes.
+$(VENV)/.installed: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+data: install
+	$(BIN)/python -m training.mnist
+
+models: data
+	$(BIN)/python -m training.train --if-missing
+
+# The database schema, then the base models registered as version 1 (both idempotent).
+setup: models
+	$(BIN)/flask --app webapp db upgrade
+	$(BIN)/flask --app webapp models import-base
+
+# The web server and a Celery worker, with embedded defaults (SQLite, local storage and a
+# SQLite broker) unless DATABASE_URL, S3_BUCKET or REDIS_URL say otherwise. Ctrl-C stops both.
+run: setup
+	@$(BIN)/celery -A workers.celery_app worker --loglevel=INFO --concurrency=1 --pool=solo & worker=$$!; \
+	trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
+	echo "Inkling on http://$(HOST):$(PORT)/"; \
+	$(BIN)/gunicorn --bind $(HOST):$(PORT) --workers 2 --threads 4 --timeout 30 "webapp:create_app()"
+
+test: install
+	$(BIN)/python -m pytest
+
+bench: bench-accuracy bench-latency
+
+bench-accuracy: models
+	$(BIN)/python bench/accuracy.py
+
+bench-latency: models
+	$(BIN)/python bench/latency.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache
