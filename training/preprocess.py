@@ -319,32 +319,43 @@ def _digit_ink(signal: Image.Image) -> np.ndarray:
 def _label(occupied: np.ndarray) -> np.ndarray:
     """8-connected component labels (0 = empty, parts numbered 1..n) of a small grid.
 
-    A union-find over the occupied cells only: a digit fills a hundred or so cells, so
-    this is cheaper than any whole-grid array pass repeated until it converges.
+    Union-find over horizontal runs rather than cells: a digit is a few dozen runs, so
+    this costs a fraction of a millisecond where per-cell passes cost several.
     """
     rows, cols = occupied.shape
-    cells = np.flatnonzero(occupied).tolist()
-    parent = {cell: cell for cell in cells}
+    edges = np.diff(np.pad(occupied, ((0, 0), (1, 1))).astype(np.int8), axis=1)
+    run_rows, run_starts = np.nonzero(edges == 1)
+    _, run_ends = np.nonzero(edges == -1)  # exclusive; same order as the starts
+    parent = list(range(len(run_rows)))
 
-    def find(cell: int) -> int:
-        while parent[cell] != cell:
-            parent[cell] = parent[parent[cell]]
-            cell = parent[cell]
-        return cell
+    def find(run: int) -> int:
+        while parent[run] != run:
+            parent[run] = parent[parent[run]]
+            run = parent[run]
+        return run
 
-    for cell in cells:
-        x = cell % cols
-        for neighbour in (cell - 1 if x else -1, cell - cols - 1 if x else -1,
-                          cell - cols, cell - cols + 1 if x < cols - 1 else -1):
-            if neighbour >= 0 and neighbour in parent:
-                a, b = find(cell), find(neighbour)
+    previous: list[int] = []
+    current: list[int] = []
+    row_of = run_rows.tolist()
+    starts, ends = run_starts.tolist(), run_ends.tolist()
+    for run, row in enumerate(row_of):
+        if current and row_of[current[0]] != row:
+            previous = current if row_of[current[0]] == row - 1 else []
+            current = []
+        elif not current and previous and row_of[previous[0]] != row - 1:
+            previous = []
+        for other in previous:
+            # Runs in adjacent rows touch, diagonals included, when they overlap by a cell's slack.
+            if starts[other] <= ends[run] and starts[run] <= ends[other]:
+                a, b = find(run), find(other)
                 if a != b:
                     parent[max(a, b)] = min(a, b)
-    labels = np.zeros(rows * cols, np.int64)
+        current.append(run)
+    labels = np.zeros((rows, cols), np.int64)
     numbers: dict[int, int] = {}
-    for cell in cells:
-        labels[cell] = numbers.setdefault(find(cell), len(numbers) + 1)
-    return labels.reshape(rows, cols)
+    for run, row in enumerate(row_of):
+        labels[row, starts[run]:ends[run]] = numbers.setdefault(find(run), len(numbers) + 1)
+    return labels
 
 
 def _crop(ink: np.ndarray) -> np.ndarray:

@@ -281,3 +281,34 @@ def test_to_model_input_shapes():
     assert batch.shape == (5, 28, 28, 1) and batch.dtype == np.float32
     with pytest.raises(ValueError):
         to_model_input(np.zeros((27, 28), np.uint8))
+
+
+def test_component_labelling_matches_a_flood_fill():
+    from collections import deque
+
+    from training.preprocess import _label
+
+    def flood_fill(occupied):
+        labels, count = np.zeros(occupied.shape, int), 0
+        for start in zip(*np.nonzero(occupied)):
+            if labels[start]:
+                continue
+            count += 1
+            labels[start], queue = count, deque([start])
+            while queue:
+                y, x = queue.popleft()
+                for yy in (y - 1, y, y + 1):
+                    for xx in (x - 1, x, x + 1):
+                        if (0 <= yy < occupied.shape[0] and 0 <= xx < occupied.shape[1]
+                                and occupied[yy, xx] and not labels[yy, xx]):
+                            labels[yy, xx] = count
+                            queue.append((yy, xx))
+        return labels
+
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        occupied = rng.random((rng.integers(1, 20), rng.integers(1, 20))) < rng.uniform(0.1, 0.7)
+        ours, reference = _label(occupied), flood_fill(occupied)
+        assert ours.max() == reference.max()
+        # The same partition: each of our parts maps to exactly one of the reference's.
+        assert len(set(zip(ours[occupied].tolist(), reference[occupied].tolist()))) == ours.max()
