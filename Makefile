@@ -7,7 +7,7 @@ PORT ?= 5000
 HOST ?= 127.0.0.1
 export INKLING_INSTANCE_PATH := $(abspath $(INSTANCE))
 
-.PHONY: run setup test install data models bench bench-accuracy bench-latency clean
+.PHONY: run setup test install data models bench bench-accuracy bench-latency bench-http clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,13 +42,16 @@ run: setup
 test: install
 	$(BIN)/python -m pytest
 
-bench: bench-accuracy bench-latency
+bench: bench-accuracy bench-latency bench-http
 
 bench-accuracy: models
 	$(BIN)/python bench/accuracy.py
 
 bench-latency: models
 	$(BIN)/python bench/latency.py
+
+bench-http: models
+	$(BIN)/python bench/http.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -86,12 +86,12 @@ def drawing_json(row: Drawing) -> dict:
 def create_prediction():
     drawing, _ = _image_and_label(want_label=False)
     try:
-        row, answers = predict_drawing(drawing=drawing, client_id=g.client_id)
+        drawing_id, answers = predict_drawing(drawing=drawing, client_id=g.client_id)
     except ModelsUnavailable as exc:
         raise ServiceError(503, "models_unavailable", f"the models are not ready: {exc}") from None
     return jsonify({
-        # None when the drawing could not be stored: the answers stand, but cannot be rated.
-        "id": row.id if row is not None else None,
+        # None when the drawing cannot be stored: the answers stand, but cannot be rated.
+        "id": drawing_id,
         "predictions": {name: {key: value for key, value in answer.as_dict().items() if key != "latency_ms"}
                         for name, answer in answers.items()},
         "preview": drawing.preview_data_url,

@@ -58,11 +58,13 @@ def from_environment(environ=os.environ) -> dict:
         # Base64 adds a third; JSON framing a little more.
         "MAX_IMAGE_BYTES": max_image_bytes,
         "MAX_CONTENT_LENGTH": int(environ.get("MAX_CONTENT_LENGTH", max_image_bytes * 4 // 3 + 64 * 1024)),
+        # Store answered predictions after responding (see services.predict_drawing).
+        "PREDICTION_WRITE_BEHIND": _bool(environ.get("PREDICTION_WRITE_BEHIND"), True),
         "MODEL_REFRESH_SECONDS": float(environ.get("MODEL_REFRESH_SECONDS", 2)),
         "PAGE_SIZE": int(environ.get("PAGE_SIZE", 50)),
         "REDIS_URL": environ.get("REDIS_URL") or None,
+        "REDIS_TLS_VERIFY": _bool(environ.get("REDIS_TLS_VERIFY")),
         "BOOTSTRAP_SERVE_LOCAL": True,
-        "JSON_SORT_KEYS": False,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": _bool(environ.get("SESSION_COOKIE_SECURE"), env == "production"),

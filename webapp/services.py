@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from flask import current_app
 from sqlalchemy import func, select
@@ -74,29 +76,74 @@ def save_drawing(*, drawing: Preprocessed, label: int, client_id: str | None) ->
     return row
 
 
-def predict_drawing(*, drawing: Preprocessed, client_id: str | None) -> tuple[Drawing | None, dict]:
-    """Both models' answers for a drawing, stored so that the user can rate them.
+def predict_drawing(*, drawing: Preprocessed, client_id: str | None) -> tuple[str | None, dict]:
+    """Both models' answers for a drawing, and the id under which it is stored for rating.
 
-    Answering matters more than storing: if storage or the database is down, the answers
-    still go out, without an id (so they cannot be rated), and storage is not retried for
-    a few seconds so that every prediction does not wait for the same timeout.
+    Answering is what the user waits for, so the drawing is stored after the response
+    (write-behind, one writer thread per process; the object first, then the rows). If
+    storage or the database is down, answers still go out but without an id, and storage
+    is not retried for a few seconds so that every prediction does not wait on a timeout.
     """
     answers = get_registry().snapshot().predictor.predict(drawing.pixels)
-    breaker = current_app.extensions.setdefault("inkling.storage_breaker", {"until": 0.0})
-    if time.monotonic() < breaker["until"]:
+    app = current_app._get_current_object()
+    writer = app.extensions["inkling.writer"]
+    if not writer.accepting():
         return None, answers
     row = _new_drawing(drawing=drawing, source="prediction", label=None, client_id=client_id)
     rows = [Prediction(drawing_id=row.id, model_name=name, model_version=answer.model_version,
                        label=answer.label, confidence=answer.confidence,
                        probabilities=answer.probabilities, latency_ms=answer.latency_ms)
             for name, answer in answers.items()]
-    try:
-        _store_then_commit(row, drawing.upload.data, *rows)
-    except ServiceError as exc:
-        breaker["until"] = time.monotonic() + STORAGE_RETRY_SECONDS
-        log.warning("prediction answered but not stored: %s", exc.message)
+    drawing_id = row.id  # read now: once stored, the row belongs to the writer's session
+    if not app.config["PREDICTION_WRITE_BEHIND"]:
+        return (drawing_id if _store_prediction(app, row, drawing.upload.data, rows) else None), answers
+    if not writer.submit(_store_prediction, app, row, drawing.upload.data, rows):
         return None, answers
-    return row, answers
+    return drawing_id, answers
+
+
+def _store_prediction(app, row: Drawing, data: bytes, rows: list[Prediction]) -> bool:
+    with app.app_context():
+        try:
+            _store_then_commit(row, data, *rows)
+            return True
+        except ServiceError as exc:
+            app.extensions["inkling.writer"].trip()
+            log.warning("prediction answered but not stored: %s", exc.message)
+            return False
+        finally:
+            db.session.remove()
+
+
+class PredictionWriter:
+    """One background thread per process that stores answered predictions, in order.
+
+    Bounded: when it falls behind (or storage failed a moment ago) new predictions are
+    answered without being stored rather than queued without limit.
+    """
+
+    def __init__(self, *, max_pending: int = 256, retry_seconds: float = STORAGE_RETRY_SECONDS):
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prediction-writer")
+        self._pending = threading.BoundedSemaphore(max_pending)
+        self._retry_seconds = retry_seconds
+        self._closed_until = 0.0
+
+    def accepting(self) -> bool:
+        return time.monotonic() >= self._closed_until
+
+    def trip(self) -> None:
+        self._closed_until = time.monotonic() + self._retry_seconds
+
+    def submit(self, function, *args) -> bool:
+        if not self._pending.acquire(blocking=False):
+            return False
+        future = self._executor.submit(function, *args)
+        future.add_done_callback(lambda _: self._pending.release())
+        return True
+
+    def flush(self, timeout: float = 30) -> None:
+        """Wait until everything submitted so far is stored (tests, and shutdown)."""
+        self._executor.submit(lambda: None).result(timeout=timeout)
 
 
 def record_feedback(*, drawing_id: str, label: int, client_id: str | None) -> tuple[Rating, dict[str, bool]]:
