@@ -1,0 +1,124 @@
+"""Web app fixtures: the app on SQLite and on the machine's real PostgreSQL, a local object
+store, the tiny trained networks registered as version 1, and clients."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+from sqlalchemy import create_engine, text
+
+PG_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+# Every run gets its own schema, so runs never see each other's rows (or another project's).
+PG_SCHEMA = f"inkling_test_{uuid.uuid4().hex[:8]}"
+TABLES = ("ratings", "predictions", "drawings", "model_versions", "training_runs", "api_tokens", "users")
+
+
+def _postgres_url() -> str:
+    engine = create_engine(PG_URL)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{PG_SCHEMA}"'))
+    except Exception as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required in CI and is unreachable at {PG_URL}: {exc}")
+        pytest.skip(f"PostgreSQL unreachable at {PG_URL}: {exc}")
+    finally:
+        engine.dispose()
+    return f"{PG_URL}?options=-csearch_path%3D{PG_SCHEMA}"
+
+
+def _drop_postgres_schema() -> None:
+    engine = create_engine(PG_URL)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA IF EXISTS "{PG_SCHEMA}" CASCADE'))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(request, tmp_path_factory):
+    """A migrated, empty database: `flask db upgrade` from nothing, as a deployment does."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'inkling.sqlite'}"
+    else:
+        url = _postgres_url()
+        request.addfinalizer(_drop_postgres_schema)
+    from flask_migrate import upgrade
+
+    from webapp import create_app
+    from webapp.extensions import db
+
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "INSTANCE_PATH": str(tmp_path_factory.mktemp("inst"))})
+    with app.app_context():
+        upgrade()
+        db.engine.dispose()
+    return url
+
+
+@pytest.fixture(scope="session")
+def object_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("objects")
+
+
+def make_app(database_url, object_root, tmp_path, **overrides):
+    from webapp import create_app
+
+    config = {
+        "TESTING": True,
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "INSTANCE_PATH": str(tmp_path),
+        "LOCAL_STORAGE_PATH": str(object_root),
+        "MODEL_REFRESH_SECONDS": 0,
+        # Store predictions before answering, so tests can look at the rows straight away;
+        # test_write_behind covers the deployed default.
+        "PREDICTION_WRITE_BEHIND": False,
+        **overrides,
+    }
+    return create_app(config)
+
+
+def reset_database(app, models_root) -> None:
+    """Empty every table, then register the tiny networks as the active version 1."""
+    from training.versions import load
+    from webapp.cli import import_version
+    from webapp.extensions import db
+
+    with app.app_context():
+        for table in TABLES:
+            db.session.execute(text(f"DELETE FROM {table}"))
+        db.session.commit()
+        for name in ("fnn", "cnn"):
+            import_version(load(models_root, name), activate=True)
+
+
+@pytest.fixture
+def app(database_url, object_root, tmp_path, tiny_models):
+    app = make_app(database_url, object_root, tmp_path)
+    reset_database(app, tiny_models[0])
+    yield app
+    from webapp.extensions import db
+
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture(scope="session")
+def canvas_drawings(mnist):
+    """Canvas-like drawings (data URLs) from MNIST test digits, with their labels."""
+    from training.devset import generate
+
+    return generate(mnist.x_test, mnist.y_test, per_variant=2, seed=11)

@@ -1,0 +1,281 @@
+"""The pages in a real browser: draw with a mouse or a finger, read both networks' answers, rate them, contribute."""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+from sqlalchemy import select
+from werkzeug.serving import make_server
+
+from webapp.extensions import db
+from webapp.models import Drawing, Rating
+
+ROOT = Path(__file__).resolve().parents[2]
+# Debian's package: Playwright's own browser download is not available on every machine that runs this.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+WAIT_MS = 15_000  # a prediction runs both networks on a shared, possibly busy CPU
+MODELS = ("fnn", "cnn")
+
+# A "7" in two strokes, as fractions of the canvas: the bar, then the stem down to the foot.
+SEVEN = [[(0.22, 0.22), (0.78, 0.22)], [(0.78, 0.22), (0.60, 0.55), (0.42, 0.86)]]
+# The same "7" drawn from the foot up, so a finger that scrolled the page would scroll it down, away from 0.
+SEVEN_UPWARDS = [[(0.42, 0.86), (0.60, 0.55), (0.78, 0.22)], [(0.22, 0.22), (0.78, 0.22)]]
+
+
+def screenshot_dir() -> Path:
+    folder = Path(os.environ.get("INKLING_SCREENSHOTS") or ROOT / "instance" / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not CHROMIUM.exists():
+        message = f"the browser tests need Chromium at {CHROMIUM} (Debian package `chromium`)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def live_server(app):
+    """The test app served over real HTTP on a free port, for as long as the test runs."""
+    if "postgresql" in app.config["SQLALCHEMY_DATABASE_URI"]:
+        pytest.skip("one browser pass is enough: the pages are tested on SQLite, the API tests cover PostgreSQL")
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def desktop(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(WAIT_MS)
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def phone(browser):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2,
+                                  has_touch=True, is_mobile=True)
+    context.set_default_timeout(WAIT_MS)
+    yield context
+    context.close()
+
+
+def watch_for_errors(page) -> list[str]:
+    """Every console error, uncaught exception and HTTP error the page meets, as readable lines.
+
+    Each is also printed, so a test that fails earlier for another reason still shows them.
+    """
+    errors: list[str] = []
+
+    def record(line):
+        print(line)
+        errors.append(line)
+
+    def on_console(message):
+        if message.type == "error":
+            record(f"console error: {message.text} at {message.location}")
+
+    def on_response(response):
+        if response.status >= 400:
+            record(f"HTTP {response.status} for {response.request.method} {response.url}")
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda error: record(f"uncaught {error.name}: {error.message}\n{error.stack}"))
+    page.on("response", on_response)
+    return errors
+
+
+def canvas_point(page, point: tuple[float, float]) -> tuple[float, float]:
+    box = page.locator("#pad-canvas").bounding_box()
+    return box["x"] + point[0] * box["width"], box["y"] + point[1] * box["height"]
+
+
+def draw_with_mouse(page, strokes, *, steps: int = 12) -> None:
+    page.locator("#pad-canvas").scroll_into_view_if_needed()
+    for stroke in strokes:
+        page.mouse.move(*canvas_point(page, stroke[0]))
+        page.mouse.down()
+        for point in stroke[1:]:
+            page.mouse.move(*canvas_point(page, point), steps=steps)
+        page.mouse.up()
+
+
+def swipe(cdp, points, *, steps: int = 12) -> None:
+    """One finger along `points` (viewport pixels), through the browser's real touch input pipeline.
+
+    Playwright's touchscreen only taps; DevTools' Input.dispatchTouchEvent moves a finger, and the browser
+    then decides, as on a phone, whether that finger draws (pointer events) or scrolls the page.
+    """
+    def touch(kind, x=None, y=None):
+        cdp.send("Input.dispatchTouchEvent",
+                 {"type": kind, "touchPoints": [] if x is None else [{"x": x, "y": y}]})
+
+    touch("touchStart", *points[0])
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        for step in range(1, steps + 1):
+            touch("touchMove", x0 + (x1 - x0) * step / steps, y0 + (y1 - y0) * step / steps)
+    touch("touchEnd")
+
+
+def shown_labels(page) -> dict[str, int]:
+    """Both cards' answers, after checking each card shows a whole, consistent prediction."""
+    labels = {}
+    for model in MODELS:
+        label = page.locator(f"#{model}-label")
+        expect(label).to_have_text(re.compile(r"^[0-9]$"))
+        labels[model] = int(label.inner_text())
+        bars = page.locator(f"#{model}-bars li.prob-row")
+        expect(bars).to_have_count(10)
+        expect(bars.locator(".prob-value")).to_have_text([re.compile(r"\d+(\.\d)?\s?%")] * 10)
+        expect(page.locator(f"#{model}-bars li.is-top")).to_have_attribute("data-digit", str(labels[model]))
+        expect(page.locator(f"#{model}-version")).to_have_text("v1")
+    expect(page.locator("#preview-image")).to_be_visible()
+    expect(page.locator("#preview-image")).to_have_attribute("src", re.compile(r"^data:image/png;base64,"))
+    return labels
+
+
+def test_a_mouse_drawing_is_read_by_both_networks_and_rated(app, live_server, desktop):
+    page = desktop.new_page()
+    errors = watch_for_errors(page)
+    page.goto(live_server + "/")
+    results = page.locator("#results")
+    expect(results).to_have_attribute("data-state", "idle")
+    for model in MODELS:
+        expect(page.locator(f"#{model}-label")).to_have_text("?")
+    expect(page.locator("#rating")).to_be_hidden()
+
+    draw_with_mouse(page, SEVEN)
+    expect(page.locator("#pad-undo")).to_be_enabled()
+    # "Predict while I draw" is on by default, so the answers arrive without pressing Predict.
+    expect(results).to_have_attribute("data-state", "done", timeout=WAIT_MS)
+    labels = shown_labels(page)
+
+    rating = page.locator("#rating")
+    expect(rating).to_be_visible()
+    agreed = labels["fnn"] == labels["cnn"]
+    expect(page.locator("#rate-right")).to_be_visible(visible=agreed)
+    expect(page.locator("#rate-cnn")).to_be_visible(visible=not agreed)
+    for digit in range(10):
+        # The models' own answers have their own buttons, so the digit picker leaves them out.
+        expect(page.locator(f"#rate-digit-{digit}")).to_be_enabled(enabled=digit not in labels.values())
+    truth = labels["cnn"]
+    chosen = page.locator("#rate-right" if agreed else "#rate-cnn")
+    chosen.click()
+    expect(rating).to_have_attribute("data-rated", "true", timeout=WAIT_MS)
+    thanks = page.locator('#predict-alerts .alert[data-kind="success"]')
+    expect(thanks).to_contain_text(f"Recorded as a {truth}.")
+    expect(chosen).to_be_disabled()  # a prediction is rated once
+    page.screenshot(path=screenshot_dir() / "predict.png", full_page=True, animations="disabled")
+
+    with app.app_context():
+        feedback = db.session.scalars(select(Drawing).where(Drawing.source == "feedback")).all()
+        assert len(feedback) == 1
+        assert feedback[0].label == truth
+        assert {p.model_name: p.label for p in feedback[0].predictions} == labels
+        ratings = db.session.scalars(select(Rating)).all()
+        assert [(r.drawing_id, r.label) for r in ratings] == [(feedback[0].id, truth)]
+    assert not errors, "\n".join(errors)
+
+
+def test_a_drawing_labelled_from_the_keyboard_is_contributed(app, live_server, desktop):
+    page = desktop.new_page()
+    errors = watch_for_errors(page)
+    page.goto(live_server + "/contribute")
+    count = page.locator("#contribution-count")
+    expect(count).to_have_attribute("data-count", "0", timeout=WAIT_MS)
+    save = page.locator("#save-button")
+    expect(save).to_be_disabled()
+
+    draw_with_mouse(page, SEVEN)
+    expect(save).to_be_disabled()  # drawn, but not yet labelled
+    # Drawing took focus off any control, so the number key reaches the page's shortcut.
+    assert page.evaluate("document.activeElement === document.body")
+    page.keyboard.press("7")
+    expect(page.locator("#label-7")).to_be_checked()
+    expect(save).to_be_enabled()
+    save.click()
+
+    expect(page.locator('#contribute-alerts .alert[data-kind="success"]')).to_contain_text("Saved your 7",
+                                                                                            timeout=WAIT_MS)
+    expect(count).to_have_attribute("data-count", "1")
+    expect(count).to_contain_text("You have contributed 1 drawing.")
+    # Ready for the next one: the pad and the label are cleared.
+    expect(page.locator("#pad-clear")).to_be_disabled()
+    expect(page.locator('input[name="label"]:checked')).to_have_count(0)
+    expect(save).to_be_disabled()
+    page.screenshot(path=screenshot_dir() / "contribute.png", full_page=True, animations="disabled")
+
+    with app.app_context():
+        contributions = db.session.scalars(select(Drawing).where(Drawing.source == "contribution")).all()
+        assert [(d.label, d.status) for d in contributions] == [(7, "pending")]
+        assert db.session.scalars(select(Drawing).where(Drawing.source != "contribution")).all() == []
+    assert not errors, "\n".join(errors)
+
+
+def test_a_finger_draws_without_scrolling_the_page_on_a_phone(app, live_server, phone):
+    page = phone.new_page()
+    errors = watch_for_errors(page)
+    prediction_requests = []
+
+    def on_request(request):
+        if request.method == "POST" and request.url.endswith("/api/v1/predictions"):
+            prediction_requests.append(request)
+
+    page.on("request", on_request)
+    page.goto(live_server + "/")
+    live = page.locator("#live-predict")
+    page.locator('label[for="live-predict"]').tap()
+    expect(live).not_to_be_checked()
+    page.evaluate("""() => {
+        window.inkTest = { scrolls: 0, pointers: [] };
+        addEventListener('scroll', () => { window.inkTest.scrolls += 1; }, { passive: true });
+        const canvas = document.getElementById('pad-canvas');
+        canvas.addEventListener('pointerdown', (e) => window.inkTest.pointers.push(e.pointerType));
+    }""")
+    page.locator("#pad-canvas").scroll_into_view_if_needed()
+    scroll_before = page.evaluate("window.scrollY")
+
+    cdp = phone.new_cdp_session(page)
+    for stroke in SEVEN_UPWARDS:
+        swipe(cdp, [canvas_point(page, point) for point in stroke])
+    expect(page.locator("#pad-undo")).to_be_enabled()
+    assert page.evaluate("window.inkTest.pointers") == ["touch", "touch"]
+    # With live prediction off, nothing is sent until Predict; 1 s is well past the 300 ms live delay.
+    page.wait_for_timeout(1_000)
+    assert prediction_requests == []
+    expect(page.locator("#results")).to_have_attribute("data-state", "idle")
+
+    page.locator("#predict-button").tap()
+    expect(page.locator("#results")).to_have_attribute("data-state", "done", timeout=WAIT_MS)
+    shown_labels(page)
+    assert len(prediction_requests) == 1
+    assert page.evaluate("window.scrollY") == scroll_before
+    assert page.evaluate("window.inkTest.scrolls") == 0
+    page.screenshot(path=screenshot_dir() / "predict-phone.png", full_page=True, animations="disabled")
+
+    # The same upward swipe started on the text under the pad does scroll the page, so the checks above
+    # could have seen a scroll.
+    help_text = page.locator("#pad-help").bounding_box()
+    start = (help_text["x"] + 20, help_text["y"] + help_text["height"] / 2)
+    swipe(cdp, [start, (start[0], start[1] - 200)])
+    page.wait_for_function(f"window.scrollY > {scroll_before}", timeout=WAIT_MS)
+    assert not errors, "\n".join(errors)
