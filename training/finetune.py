@@ -1,0 +1,125 @@
+"""Fine-tuning a published version on new user drawings, without forgetting MNIST, and the gate.
+
+Plain library: the caller (a Celery task, a benchmark, a test) supplies arrays of stored
+28x28 uint8 pixels and labels; nothing here knows about databases or object stores.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from training.mnist import Mnist  # noqa: E402
+from training.train import CONFIGS, TrainConfig, accuracy, fit, set_seed  # noqa: E402
+
+# A candidate may lose at most this much MNIST test accuracy (0.2 points) against its parent.
+MNIST_TOLERANCE = 0.002
+
+Progress = Callable[[dict], None]
+
+
+@dataclass(frozen=True)
+class FineTuneConfig:
+    epochs: int = 4
+    learning_rate: float = 2e-4
+    # Each epoch sees every new drawing this many times (they are few and what matters most) ...
+    new_repeats: int = 2
+    # ... up to this many older confirmed drawings, replayed so earlier fixes are kept ...
+    replay_limit: int = 2000
+    # ... and MNIST, this many times the user drawings (at least mnist_minimum), so that
+    # nothing MNIST taught is forgotten.
+    mnist_ratio: float = 3.0
+    mnist_minimum: int = 3000
+
+
+@dataclass(frozen=True)
+class Samples:
+    """Preprocessed drawings as stored: (N, 28, 28) uint8 pixels and (N,) labels."""
+
+    x: np.ndarray
+    y: np.ndarray
+
+    @classmethod
+    def empty(cls) -> "Samples":
+        return cls(np.zeros((0, 28, 28), np.uint8), np.zeros((0,), np.uint8))
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+def training_mix(*, new: Samples, replay: Samples, mnist: Mnist, config: FineTuneConfig,
+                 rng: np.random.Generator) -> Samples:
+    """New drawings (repeated), a slice of older ones, and MNIST: what one run trains on."""
+    parts_x = [np.repeat(new.x, config.new_repeats, axis=0)]
+    parts_y = [np.repeat(new.y, config.new_repeats)]
+    if len(replay):
+        take = rng.choice(len(replay), size=min(len(replay), config.replay_limit), replace=False)
+        parts_x.append(replay.x[take])
+        parts_y.append(replay.y[take])
+    users = sum(len(y) for y in parts_y)
+    count = min(len(mnist.x_train), max(config.mnist_minimum, int(users * config.mnist_ratio)))
+    take = rng.choice(len(mnist.x_train), size=count, replace=False)
+    parts_x.append(mnist.x_train[take])
+    parts_y.append(mnist.y_train[take])
+    return Samples(np.concatenate(parts_x), np.concatenate(parts_y).astype(np.uint8))
+
+
+class _ProgressCallback(keras.callbacks.Callback):
+    def __init__(self, progress: Progress, epochs: int, name: str):
+        super().__init__()
+        self.progress, self.epochs, self.name = progress, epochs, name
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        self.progress({"phase": "training", "model": self.name, "epoch": epoch + 1, "epochs": self.epochs,
+                       "percent": round(100 * (epoch + 1) / self.epochs, 1),
+                       "loss": float(logs.get("loss", 0.0)), "accuracy": float(logs.get("accuracy", 0.0))})
+
+
+def fine_tune(keras_path: Path, *, name: str, new: Samples, replay: Samples, mnist: Mnist, seed: int = 0,
+              config: FineTuneConfig = FineTuneConfig(), progress: Progress | None = None) -> keras.Model:
+    """Continue training the network saved at ``keras_path`` on the mix; returns the candidate."""
+    if len(new) == 0:
+        raise ValueError("no new samples to fine-tune on")
+    set_seed(seed)
+    model = keras.models.load_model(keras_path)
+    mix = training_mix(new=new, replay=replay, mnist=mnist, config=config, rng=np.random.default_rng(seed))
+    base: TrainConfig = CONFIGS[name]
+    train_config = replace(base, epochs=config.epochs, learning_rate=config.learning_rate,
+                           batch_size=min(base.batch_size, 128))
+    callbacks = [_ProgressCallback(progress, config.epochs, name)] if progress else []
+    fit(model, mix.x, mix.y, config=train_config, seed=seed, callbacks=callbacks, verbose=0)
+    return model
+
+
+def evaluate(model: keras.Model, *, mnist: Mnist, holdout: Samples) -> dict:
+    """The gate's two measures: MNIST test accuracy and accuracy on the frozen user holdout."""
+    return {
+        "mnist_test_accuracy": accuracy(model, mnist.x_test, mnist.y_test),
+        "holdout_accuracy": accuracy(model, holdout.x, holdout.y) if len(holdout) else None,
+        "holdout_size": int(len(holdout)),
+    }
+
+
+def gate(parent: dict, candidate: dict, *, mnist_tolerance: float = MNIST_TOLERANCE) -> tuple[bool, str]:
+    """Promote only a candidate no worse on MNIST (within the tolerance) and on the user holdout."""
+    drop = parent["mnist_test_accuracy"] - candidate["mnist_test_accuracy"]
+    if drop > mnist_tolerance:
+        return False, (f"MNIST test accuracy fell {drop * 100:.2f} points "
+                       f"({parent['mnist_test_accuracy']:.2%} -> {candidate['mnist_test_accuracy']:.2%}), "
+                       f"more than the {mnist_tolerance * 100:.2f} allowed")
+    before, after = parent.get("holdout_accuracy"), candidate.get("holdout_accuracy")
+    if before is not None and after is not None and after < before:
+        return False, (f"accuracy on the user holdout fell ({before:.2%} -> {after:.2%}, "
+                       f"{candidate['holdout_size']} drawings)")
+    holdout = (f"; user holdout {before:.2%} -> {after:.2%}" if before is not None and after is not None
+               else "; no user holdout yet")
+    return True, (f"MNIST {parent['mnist_test_accuracy']:.2%} -> {candidate['mnist_test_accuracy']:.2%}"
+                  f"{holdout}")
