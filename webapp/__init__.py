@@ -78,10 +78,11 @@ def register_services(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from webapp import api, pages
+    from webapp import admin_api, api, pages
 
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(admin_api.bp)
     app.register_blueprint(api.health)
 
 

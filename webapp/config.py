@@ -38,6 +38,8 @@ def from_environment(environ=os.environ) -> dict:
     if env == "production" and secret == DEV_SECRET_KEY:
         raise ConfigError("SECRET_KEY must be set in production")
     max_image_bytes = int(environ.get("MAX_IMAGE_BYTES", 2 * 1024 * 1024))
+    if environ.get("CONFIRM_POLICY", "review") not in ("review", "agreement"):
+        raise ConfigError("CONFIRM_POLICY must be 'review' or 'agreement'")
     return {
         "INKLING_ENV": env,
         "SECRET_KEY": secret,
@@ -64,6 +66,18 @@ def from_environment(environ=os.environ) -> dict:
         "PAGE_SIZE": int(environ.get("PAGE_SIZE", 50)),
         "REDIS_URL": environ.get("REDIS_URL") or None,
         "REDIS_TLS_VERIFY": _bool(environ.get("REDIS_TLS_VERIFY")),
+        # Continual learning (issue #4).
+        "CONFIRM_POLICY": environ.get("CONFIRM_POLICY", "review"),
+        "AUTO_CONFIRM": _bool(environ.get("AUTO_CONFIRM")),
+        "AGREEMENT_CONFIDENCE": float(environ.get("AGREEMENT_CONFIDENCE", 0.9)),
+        "HOLDOUT_FRACTION": float(environ.get("HOLDOUT_FRACTION", 0.2)),
+        "RETRAIN_EVERY": int(environ.get("RETRAIN_EVERY", 100)),
+        "MNIST_TOLERANCE": float(environ.get("MNIST_TOLERANCE", 0.002)),
+        "FINETUNE_EPOCHS": int(environ.get("FINETUNE_EPOCHS", 4)),
+        "FINETUNE_MNIST_MINIMUM": int(environ.get("FINETUNE_MNIST_MINIMUM", 3000)),
+        "FINETUNE_SEED": int(environ.get("FINETUNE_SEED", 0)),
+        # A run with no progress for this long is failed (its worker was killed or lost).
+        "STALE_RUN_SECONDS": float(environ.get("STALE_RUN_SECONDS", 900)),
         "BOOTSTRAP_SERVE_LOCAL": True,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

@@ -47,6 +47,10 @@ class Drawing(db.Model):
     # The preprocessed 28x28 uint8 digit, so training never re-reads and re-decodes images.
     pixels: Mapped[bytes] = mapped_column(LargeBinary(784))
     client_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    confirmed_at: Mapped[datetime | None] = mapped_column(index=True)
+    # Confirmed drawings set aside, per label, to judge new versions; never trained on.
+    holdout: Mapped[bool] = mapped_column(default=False, server_default=text("false"), index=True)
+    status_reason: Mapped[str | None] = mapped_column(String(255))
 
     predictions: Mapped[list["Prediction"]] = relationship(back_populates="drawing", cascade="all, delete-orphan",
                                                            order_by="Prediction.model_name")
@@ -109,6 +113,8 @@ class ModelVersion(db.Model):
     samples_used: Mapped[int] = mapped_column(default=0)
     training_run_id: Mapped[str | None] = mapped_column(ForeignKey("training_runs.id"))
     status_reason: Mapped[str | None] = mapped_column(Text)
+    # The newest confirmation this version has trained on: later ones are "new" to it.
+    data_until: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     activated_at: Mapped[datetime | None]
 
@@ -129,8 +135,12 @@ class TrainingRun(db.Model):
     result: Mapped[dict] = mapped_column(JSON, default=dict)
     error: Mapped[str | None] = mapped_column(Text)
     task_id: Mapped[str | None] = mapped_column(String(64))
+    # "training" while queued or running, NULL after: a unique column, so the database itself
+    # allows only one live run per deployment.
+    lock: Mapped[str | None] = mapped_column(String(16), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     started_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
 
 

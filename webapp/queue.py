@@ -40,6 +40,11 @@ def celery_init_app(app: Flask) -> Celery:
         task_serializer="json",
         accept_content=["json"],
         broker_connection_retry_on_startup=True,
+        # A message is redelivered if not acknowledged within this time; it must outlast the
+        # longest training run, or a second worker would start the same run.
+        broker_transport_options={"visibility_timeout": 4 * 3600},
+        # Workers take one training task at a time.
+        worker_concurrency=1,
         include=["workers.tasks"],
     )
     celery.conf.update(app.config.get("CELERY", {}))

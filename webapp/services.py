@@ -15,7 +15,8 @@ from training.preprocess import Preprocessed
 from training.versions import sha256_bytes
 from webapp.extensions import db
 from webapp.models import Drawing, Prediction, Rating, new_id
-from webapp.registry import get_registry
+from webapp.registry import ModelsUnavailable, get_registry
+from webapp.retraining import confirm, confirmation_for, maybe_trigger_automatically
 from webapp.storage import StorageError, get_store
 
 log = logging.getLogger(__name__)
@@ -70,10 +71,27 @@ def _store_then_commit(row: Drawing, data: bytes, *extra_rows) -> None:
 
 
 def save_drawing(*, drawing: Preprocessed, label: int, client_id: str | None) -> Drawing:
-    """Store a labelled contribution."""
+    """Store a labelled contribution, with both models' readings (for review and the policy)."""
     row = _new_drawing(drawing=drawing, source="contribution", label=label, client_id=client_id)
-    _store_then_commit(row, drawing.upload.data)
+    try:
+        answers = get_registry().snapshot().predictor.predict(drawing.pixels)
+    except ModelsUnavailable:  # a contribution does not need the models
+        answers = {}
+    rows = [_prediction_row(row.id, name, answer) for name, answer in answers.items()]
+    cnn = answers.get("cnn")
+    reason = confirmation_for(row, cnn_label=cnn.label if cnn else None, cnn_confidence=cnn.confidence if cnn else None)
+    if reason:
+        confirm(row, reason=reason)
+    _store_then_commit(row, drawing.upload.data, *rows)
+    if reason:
+        maybe_trigger_automatically()
     return row
+
+
+def _prediction_row(drawing_id: str, name: str, answer) -> Prediction:
+    return Prediction(drawing_id=drawing_id, model_name=name, model_version=answer.model_version,
+                      label=answer.label, confidence=answer.confidence,
+                      probabilities=answer.probabilities, latency_ms=answer.latency_ms)
 
 
 def predict_drawing(*, drawing: Preprocessed, client_id: str | None) -> tuple[str | None, dict]:
@@ -90,10 +108,7 @@ def predict_drawing(*, drawing: Preprocessed, client_id: str | None) -> tuple[st
     if not writer.accepting():
         return None, answers
     row = _new_drawing(drawing=drawing, source="prediction", label=None, client_id=client_id)
-    rows = [Prediction(drawing_id=row.id, model_name=name, model_version=answer.model_version,
-                       label=answer.label, confidence=answer.confidence,
-                       probabilities=answer.probabilities, latency_ms=answer.latency_ms)
-            for name, answer in answers.items()]
+    rows = [_prediction_row(row.id, name, answer) for name, answer in answers.items()]
     drawing_id = row.id  # read now: once stored, the row belongs to the writer's session
     if not app.config["PREDICTION_WRITE_BEHIND"]:
         return (drawing_id if _store_prediction(app, row, drawing.upload.data, rows) else None), answers
@@ -155,6 +170,10 @@ def record_feedback(*, drawing_id: str, label: int, client_id: str | None) -> tu
         raise ServiceError(409, "already_rated", "this prediction has already been rated")
     rating = Rating(drawing_id=row.id, label=label, client_id=client_id)
     row.label, row.source = label, "feedback"
+    cnn = next((p for p in row.predictions if p.model_name == "cnn"), None)
+    reason = confirmation_for(row, cnn_label=cnn.label if cnn else None, cnn_confidence=cnn.confidence if cnn else None)
+    if reason:
+        confirm(row, reason=reason)
     try:
         db.session.add(rating)
         db.session.commit()
@@ -165,6 +184,8 @@ def record_feedback(*, drawing_id: str, label: int, client_id: str | None) -> tu
         db.session.rollback()
         raise ServiceError(503, "database_unavailable", "the database is unavailable; try again shortly") from exc
     correct = {p.model_name: p.label == label for p in row.predictions}
+    if reason:
+        maybe_trigger_automatically()
     return rating, correct
 
 

@@ -1,0 +1,293 @@
+"""Continual learning, task body called directly: confirmation, runs, the gate, versions, rollback."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+
+from webapp.extensions import db
+from webapp.models import Drawing, ModelVersion, TrainingRun
+
+
+@pytest.fixture
+def queued(monkeypatch):
+    """Record enqueued fine-tuning tasks instead of sending them to a broker."""
+    from workers import tasks
+
+    calls = []
+
+    class Result:
+        id = "task-id"
+
+    def apply_async(args=None, **kwargs):
+        calls.append(args)
+        return Result()
+
+    monkeypatch.setattr(tasks.fine_tune_models, "apply_async", apply_async)
+    return calls
+
+
+@pytest.fixture
+def admin_token(app, runner):
+    runner.invoke(args=["users", "create-admin", "root", "--password", "long enough"])
+    token = runner.invoke(args=["users", "issue-token", "root"]).output.strip().splitlines()[-1]
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def fast_training(app):
+    app.config.update(FINETUNE_EPOCHS=1, FINETUNE_MNIST_MINIMUM=500, RETRAIN_EVERY=0)
+
+
+def contribute(client, drawings, *, wrong=False):
+    ids = []
+    for drawing in drawings:
+        label = (drawing.label + 1) % 10 if wrong else drawing.label
+        response = client.post("/api/v1/drawings", json={"image": drawing.data_url, "label": label})
+        assert response.status_code == 201
+        ids.append(response.json["id"])
+    return ids
+
+
+@pytest.fixture(scope="module")
+def many_drawings(mnist):
+    from training.devset import generate
+
+    return generate(mnist.x_test, mnist.y_test, per_variant=20, seed=21)
+
+
+def test_review_policy_keeps_contributions_pending(app, client, many_drawings):
+    contribute(client, many_drawings[:3])
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Drawing).where(Drawing.status == "pending")) == 3
+
+
+def test_auto_confirm_sets_aside_a_holdout_per_label(app, client, many_drawings):
+    app.config["AUTO_CONFIRM"] = True
+    contribute(client, many_drawings[:100])
+    with app.app_context():
+        rows = db.session.scalars(select(Drawing)).all()
+        assert all(row.status == "confirmed" and row.confirmed_at for row in rows)
+        for label in range(10):
+            of_label = [row for row in rows if row.label == label]
+            if len(of_label) >= 5:
+                share = sum(row.holdout for row in of_label) / len(of_label)
+                assert 0.1 <= share <= 0.4, (label, share)
+
+
+def test_agreement_policy_confirms_only_what_the_cnn_confidently_agrees_with(app, client, many_drawings):
+    app.config.update(CONFIRM_POLICY="agreement", AGREEMENT_CONFIDENCE=0.5)
+    ids = contribute(client, many_drawings[:30])
+    with app.app_context():
+        for drawing_id in ids:
+            row = db.session.get(Drawing, drawing_id)
+            cnn = next(p for p in row.predictions if p.model_name == "cnn")
+            agrees = cnn.label == row.label and cnn.confidence >= 0.5
+            assert (row.status == "confirmed") == agrees
+
+
+def test_admin_review_needs_an_admin_token(app, client, many_drawings, admin_token):
+    drawing_id = contribute(client, many_drawings[:1])[0]
+    path = f"/api/v1/drawings/{drawing_id}/review"
+    assert client.post(path, json={"status": "confirmed"}).status_code == 401
+    assert client.post(path, json={"status": "confirmed"},
+                       headers={"Authorization": "Bearer nope"}).status_code == 401
+    response = client.post(path, json={"status": "confirmed", "label": 4}, headers=admin_token)
+    assert response.status_code == 200 and response.json["status"] == "confirmed" and response.json["label"] == 4
+    response = client.post(path, json={"status": "rejected"}, headers=admin_token)
+    assert response.json["status"] == "rejected"
+    assert client.post(path, json={"status": "maybe"}, headers=admin_token).status_code == 400
+    assert client.post("/api/v1/drawings/none/review", json={"status": "rejected"},
+                       headers=admin_token).status_code == 404
+
+
+def test_a_run_fine_tunes_gates_and_publishes_both_networks(app, client, many_drawings, admin_token, queued,
+                                                          fast_training):
+    from webapp.retraining import execute_run
+
+    app.config["AUTO_CONFIRM"] = True
+    contribute(client, many_drawings[:120])
+    response = client.post("/api/v1/training-runs", headers=admin_token)
+    assert response.status_code == 202 and response.json["status"] == "queued" and response.json["created"]
+    run_id = response.json["id"]
+    assert queued == [[run_id]]
+    again = client.post("/api/v1/training-runs", headers=admin_token)
+    assert again.json["id"] == run_id and not again.json["created"]  # no duplicate while one is live
+
+    with app.app_context():
+        result = execute_run(run_id)
+    body = client.get(f"/api/v1/training-runs/{run_id}", headers=admin_token).json
+    assert body["status"] in ("succeeded", "rejected") and body["progress"]["percent"] == 100.0
+    assert set(result) == {"fnn", "cnn"}
+    for name, entry in result.items():
+        assert entry["decision"] in ("promoted", "rejected") and entry["reason"]
+        assert entry["version"] == 2 and entry["parent"] == 1
+        assert entry["before"]["holdout_size"] == entry["after"]["holdout_size"] > 0
+        assert entry["new_samples"] > 0
+    with app.app_context():
+        for name, entry in result.items():
+            rows = db.session.scalars(select(ModelVersion).where(ModelVersion.name == name)
+                                      .order_by(ModelVersion.version)).all()
+            assert [row.version for row in rows] == [1, 2]
+            expected = ["retired", "active"] if entry["decision"] == "promoted" else ["active", "rejected"]
+            assert [row.status for row in rows] == expected
+            assert app.extensions["inkling.store"].exists(rows[1].onnx_key)
+            # The holdout was never trained on: the version's samples exclude it.
+            holdout = db.session.scalar(select(func.count()).select_from(Drawing).where(Drawing.holdout))
+            assert rows[1].samples_used == 120 - holdout
+        # Running the same run again (a redelivered message) publishes nothing more.
+        execute_run(run_id)
+        assert db.session.scalar(select(func.count()).select_from(ModelVersion)) == 4
+        assert db.session.get(TrainingRun, run_id).lock is None
+    listing = client.get("/api/v1/training-runs", headers=admin_token).json
+    assert [item["id"] for item in listing["items"]] == [run_id]
+
+
+def test_a_poisoned_batch_is_not_promoted(app, client, many_drawings, admin_token, queued, fast_training):
+    from webapp.retraining import execute_run
+
+    app.config.update(AUTO_CONFIRM=True, FINETUNE_EPOCHS=6)
+    contribute(client, many_drawings[:100])  # honest drawings: the holdout comes from these
+    from webapp.models import utcnow
+
+    with app.app_context():  # as if version 1 had trained on the honest drawings
+        db.session.execute(ModelVersion.__table__.update().values(data_until=utcnow()))
+        db.session.commit()
+    contribute(client, many_drawings[100:220], wrong=True)  # then every label is wrong
+    run_id = client.post("/api/v1/training-runs", headers=admin_token).json["id"]
+    with app.app_context():
+        result = execute_run(run_id)
+        for name in ("fnn", "cnn"):
+            assert result[name]["decision"] == "rejected", result[name]
+            active = db.session.scalar(select(ModelVersion).where(ModelVersion.name == name,
+                                                                  ModelVersion.status == "active"))
+            assert active.version == 1
+        assert db.session.get(TrainingRun, run_id).status == "rejected"
+
+
+def test_nothing_new_means_nothing_to_train(app, client, admin_token, queued, fast_training):
+    from webapp.retraining import execute_run
+
+    run_id = client.post("/api/v1/training-runs", headers=admin_token).json["id"]
+    with app.app_context():
+        result = execute_run(run_id)
+    assert {entry["decision"] for entry in result.values()} == {"skipped"}
+    assert client.get(f"/api/v1/training-runs/{run_id}", headers=admin_token).json["status"] == "succeeded"
+
+
+def test_activation_and_rollback(app, client, admin_token, tiny_models, many_drawings):
+    from training.versions import load
+    from webapp.cli import import_version
+
+    with app.app_context():
+        import_version(load(tiny_models[0], "cnn"), activate=False)
+    response = client.post("/api/v1/models/cnn/versions/2/activate", headers=admin_token)
+    assert response.status_code == 200 and response.json["status"] == "active"
+    answer = client.post("/api/v1/predictions", json={"image": many_drawings[0].data_url}).json
+    assert answer["predictions"]["cnn"]["model_version"] == 2
+    assert client.post("/api/v1/models/cnn/versions/1/activate", headers=admin_token).status_code == 200
+    answer = client.post("/api/v1/predictions", json={"image": many_drawings[0].data_url}).json
+    assert answer["predictions"]["cnn"]["model_version"] == 1
+    assert client.post("/api/v1/models/cnn/versions/9/activate", headers=admin_token).status_code == 404
+    assert client.post("/api/v1/models/cnn/versions/1/activate").status_code == 401
+
+
+def test_queue_down_is_503_and_leaves_no_run_queued(app, client, admin_token, monkeypatch):
+    from workers import tasks
+
+    def refuse(*args, **kwargs):
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(tasks.fine_tune_models, "apply_async", refuse)
+    response = client.post("/api/v1/training-runs", headers=admin_token)
+    assert response.status_code == 503 and response.json["code"] == "queue_unavailable"
+    with app.app_context():
+        runs = db.session.scalars(select(TrainingRun)).all()
+        assert [(run.status, run.lock) for run in runs] == [("failed", None)]
+
+
+def test_concurrent_triggers_make_one_run(app, queued):
+    from webapp.retraining import request_run
+
+    barrier, ids = threading.Barrier(4), []
+
+    def trigger():
+        with app.app_context():
+            barrier.wait()
+            run, _ = request_run(trigger="admin")
+            ids.append(run.id)
+            db.session.remove()
+
+    threads = [threading.Thread(target=trigger) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(ids)) == 1 and len(queued) == 1
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(TrainingRun)) == 1
+
+
+def test_enough_new_confirmations_start_a_run_automatically(app, client, many_drawings, queued):
+    app.config.update(AUTO_CONFIRM=True, RETRAIN_EVERY=8)
+    contribute(client, many_drawings[:6])
+    assert queued == []
+    contribute(client, many_drawings[6:16])
+    assert len(queued) == 1
+    with app.app_context():
+        run = db.session.scalar(select(TrainingRun))
+        assert run.trigger == "auto" and run.status == "queued"
+
+
+def test_a_silent_run_is_failed_instead_of_blocking_forever(app, client, admin_token, queued):
+    from datetime import timedelta
+
+    from webapp.models import utcnow
+
+    first = client.post("/api/v1/training-runs", headers=admin_token).json["id"]
+    with app.app_context():
+        run = db.session.get(TrainingRun, first)
+        run.status, run.heartbeat_at = "running", utcnow() - timedelta(hours=2)
+        db.session.commit()
+    second = client.post("/api/v1/training-runs", headers=admin_token).json
+    assert second["id"] != first and second["created"]
+    stale = client.get(f"/api/v1/training-runs/{first}", headers=admin_token).json
+    assert stale["status"] == "failed" and "stopped reporting" in stale["error"]
+
+
+def test_fine_tuning_keeps_mnist_and_learns_new_drawings(mnist, tiny_models):
+    """The library on its own: a few epochs on new samples, with MNIST replayed."""
+    from training.finetune import FineTuneConfig, Samples, evaluate, fine_tune, gate
+
+    root, versions = tiny_models
+    rng = np.random.default_rng(0)
+    pick = rng.choice(len(mnist.x_val), 600, replace=False)
+    new = Samples(mnist.x_val[pick[:500]], mnist.y_val[pick[:500]])
+    holdout = Samples(mnist.x_val[pick[500:]], mnist.y_val[pick[500:]])
+    import keras
+
+    parent = evaluate(keras.models.load_model(versions["cnn"].keras_path), mnist=mnist, holdout=holdout)
+    updates = []
+    candidate = fine_tune(versions["cnn"].keras_path, name="cnn", new=new, replay=Samples.empty(), mnist=mnist,
+                          config=FineTuneConfig(epochs=2, mnist_minimum=2000), progress=updates.append)
+    after = evaluate(candidate, mnist=mnist, holdout=holdout)
+    assert [u["epoch"] for u in updates] == [1, 2] and updates[-1]["percent"] == 100.0
+    # The tiny parent is undertrained, so more (correct) data must not make it worse.
+    assert after["mnist_test_accuracy"] >= parent["mnist_test_accuracy"] - 0.002
+    promote, reason = gate(parent, after)
+    assert promote == (after["holdout_accuracy"] >= parent["holdout_accuracy"]), reason
+
+
+def test_the_gate_rules():
+    from training.finetune import gate
+
+    parent = {"mnist_test_accuracy": 0.99, "holdout_accuracy": 0.95, "holdout_size": 100}
+    assert gate(parent, {**parent, "mnist_test_accuracy": 0.9885})[0]  # -0.15 points: within 0.2
+    refused, reason = gate(parent, {**parent, "mnist_test_accuracy": 0.987})
+    assert not refused and "MNIST" in reason
+    refused, reason = gate(parent, {**parent, "holdout_accuracy": 0.94})
+    assert not refused and "holdout" in reason
+    assert gate({**parent, "holdout_accuracy": None}, {**parent, "holdout_accuracy": None})[0]

@@ -1,0 +1,76 @@
+"""The admin half of /api/v1: review, training runs, activation and rollback (bearer token)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, request
+from sqlalchemy import select
+
+from webapp.api import _json_body, _label, drawing_json
+from webapp.auth import admin_required
+from webapp.extensions import db
+from webapp.models import Drawing, TrainingRun
+from webapp.retraining import QueueUnavailable, activate, confirm, maybe_trigger_automatically, reject, request_run, run_json
+from webapp.services import ServiceError
+
+bp = Blueprint("admin_api", __name__, url_prefix="/api/v1")
+
+
+@bp.post("/drawings/<drawing_id>/review")
+@admin_required
+def review_drawing(drawing_id: str):
+    body = _json_body()
+    status = body.get("status")
+    if status not in ("confirmed", "rejected"):
+        raise ServiceError(400, "invalid_status", "status must be 'confirmed' or 'rejected'")
+    row = db.session.get(Drawing, drawing_id) if len(drawing_id) <= 36 else None
+    if row is None:
+        raise ServiceError(404, "not_found", "no drawing with that id")
+    if "label" in body:
+        row.label = _label(body["label"])
+    if status == "confirmed":
+        if row.label is None:
+            raise ServiceError(400, "invalid_label", "an unlabelled drawing needs a label to be confirmed")
+        confirm(row, reason="confirmed by an admin")
+    else:
+        reject(row, reason="rejected by an admin")
+    db.session.commit()
+    if status == "confirmed":
+        maybe_trigger_automatically()
+    return jsonify(drawing_json(row) | {"holdout": row.holdout})
+
+
+@bp.post("/training-runs")
+@admin_required
+def create_training_run():
+    try:
+        run, created = request_run(trigger="admin")
+    except QueueUnavailable:
+        raise ServiceError(503, "queue_unavailable", "the task queue is unavailable; try again shortly") from None
+    return jsonify(run_json(run) | {"created": created}), 202
+
+
+@bp.get("/training-runs")
+@admin_required
+def list_training_runs():
+    runs = db.session.scalars(select(TrainingRun).order_by(TrainingRun.created_at.desc()).limit(100)).all()
+    return jsonify({"items": [run_json(run) for run in runs]})
+
+
+@bp.get("/training-runs/<run_id>")
+@admin_required
+def get_training_run(run_id: str):
+    run = db.session.get(TrainingRun, run_id) if len(run_id) <= 36 else None
+    if run is None:
+        raise ServiceError(404, "not_found", "no training run with that id")
+    return jsonify(run_json(run))
+
+
+@bp.post("/models/<name>/versions/<int:version>/activate")
+@admin_required
+def activate_version(name: str, version: int):
+    reason = (request.get_json(silent=True) or {}).get("reason") or "activated by an admin"
+    try:
+        row = activate(name, version, reason=str(reason)[:200])
+    except LookupError as exc:
+        raise ServiceError(404, "not_found", str(exc)) from None
+    return jsonify({"name": row.name, "version": row.version, "status": row.status})
