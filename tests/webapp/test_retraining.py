@@ -291,3 +291,43 @@ def test_the_gate_rules():
     refused, reason = gate(parent, {**parent, "holdout_accuracy": 0.94})
     assert not refused and "holdout" in reason
     assert gate({**parent, "holdout_accuracy": None}, {**parent, "holdout_accuracy": None})[0]
+
+
+def test_hot_swap_under_concurrent_predictions(app, admin_token, tiny_models, many_drawings):
+    """Versions flip back and forth while four clients predict: no errors, and every answer
+    names a version that was active, from one consistent snapshot."""
+    from training.versions import load
+    from webapp.cli import import_version
+
+    with app.app_context():
+        import_version(load(tiny_models[0], "cnn"), activate=False)
+    stop, failures, seen = threading.Event(), [], set()
+
+    def predict(index: int):
+        client = app.test_client()
+        while not stop.is_set():
+            response = client.post("/api/v1/predictions", json={"image": many_drawings[index].data_url})
+            if response.status_code != 200:
+                failures.append((response.status_code, response.get_data(as_text=True)[:200]))
+                continue
+            versions = {name: answer["model_version"] for name, answer in response.json["predictions"].items()}
+            if versions["fnn"] != 1 or versions["cnn"] not in (1, 2):
+                failures.append(versions)
+            seen.add(versions["cnn"])
+
+    workers = [threading.Thread(target=predict, args=(index,)) for index in range(4)]
+    for worker in workers:
+        worker.start()
+    admin = app.test_client()
+    try:
+        for flip in range(10):
+            version = 2 if flip % 2 == 0 else 1
+            assert admin.post(f"/api/v1/models/cnn/versions/{version}/activate",
+                              headers=admin_token).status_code == 200
+            threading.Event().wait(0.15)
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join()
+    assert failures == []
+    assert seen == {1, 2}
