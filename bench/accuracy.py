@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+# bench/http.py is named after the stdlib's http package; keep this folder off the import path.
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from training import MODEL_NAMES  # noqa: E402
@@ -22,7 +24,7 @@ from training.devset import VARIANTS, generate  # noqa: E402
 from training.mnist import load_mnist  # noqa: E402
 from training.predictor import Predictor  # noqa: E402
 from training.preprocess import preprocess, to_model_input  # noqa: E402
-from training.train import default_models_root  # noqa: E402
+from training.versions import default_models_root  # noqa: E402
 
 FLOORS = {  # issue #2
     "mnist": {"cnn": 0.995, "fnn": 0.985},

@@ -25,7 +25,7 @@ from training.export import save_version  # noqa: E402
 from training.mnist import load_mnist  # noqa: E402
 from training.networks import build  # noqa: E402
 from training.preprocess import to_model_input  # noqa: E402
-from training.versions import StoredVersion, next_version  # noqa: E402
+from training.versions import StoredVersion, default_models_root, next_version  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -44,10 +44,6 @@ CONFIGS = {
     "cnn": TrainConfig(epochs=11, batch_size=128, learning_rate=2e-3, jit_compile=False,
                        augmentation=CNN_AUGMENTATION),
 }
-
-
-def default_models_root() -> Path:
-    return Path(os.environ.get("INKLING_INSTANCE_PATH", "instance")) / "models"
 
 
 def set_seed(seed: int) -> None:

@@ -27,6 +27,10 @@ class VersionError(RuntimeError):
     """A model version is missing, incomplete or does not match its manifest."""
 
 
+def default_models_root() -> Path:
+    return Path(os.environ.get("INKLING_INSTANCE_PATH", "instance")) / "models"
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
