@@ -12,7 +12,7 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from webapp.extensions import db
-from webapp.models import Drawing, ModelVersion, Prediction, Rating
+from webapp.models import Drawing, ModelVersion
 from webapp.storage import get_store
 
 

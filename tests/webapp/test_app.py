@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from sqlalchemy import create_engine, select
+from sqlalchemy import select
 
 from webapp.config import ConfigError, database_url, from_environment
 from webapp.extensions import db
