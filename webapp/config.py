@@ -78,6 +78,7 @@ def from_environment(environ=os.environ) -> dict:
         "FINETUNE_SEED": int(environ.get("FINETUNE_SEED", 0)),
         # A run with no progress for this long is failed (its worker was killed or lost).
         "STALE_RUN_SECONDS": float(environ.get("STALE_RUN_SECONDS", 900)),
+        "MAX_RUN_ATTEMPTS": int(environ.get("MAX_RUN_ATTEMPTS", 3)),
         "BOOTSTRAP_SERVE_LOCAL": True,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

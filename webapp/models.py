@@ -135,6 +135,8 @@ class TrainingRun(db.Model):
     result: Mapped[dict] = mapped_column(JSON, default=dict)
     error: Mapped[str | None] = mapped_column(Text)
     task_id: Mapped[str | None] = mapped_column(String(64))
+    # Deliveries of the task: a run that keeps killing its worker must end, not loop.
+    attempts: Mapped[int] = mapped_column(default=0, server_default=text("0"))
     # "training" while queued or running, NULL after: a unique column, so the database itself
     # allows only one live run per deployment.
     lock: Mapped[str | None] = mapped_column(String(16), unique=True)

@@ -194,8 +194,17 @@ def execute_run(run_id: str) -> dict:
         return {}
     if run.status not in LIVE:
         return run.result or {}
+    if run.attempts >= current_app.config["MAX_RUN_ATTEMPTS"]:
+        finish(run, status="failed", error=f"the worker was lost {run.attempts} times during this run "
+                                           "(out of memory?); the active versions are unchanged")
+        return {}
+    run.attempts += 1
     run.status, run.started_at, run.heartbeat_at = "running", run.started_at or utcnow(), utcnow()
-    run.progress = {"phase": "loading", "percent": 0.0}
+    published = db.session.scalar(select(func.count()).select_from(ModelVersion)
+                                  .where(ModelVersion.training_run_id == run.id)) or 0
+    # A redelivered run resumes after the networks it already published; so does its bar.
+    run.progress = {"phase": "loading", "percent": round(100 * published / len(MODEL_NAMES), 1),
+                    "attempt": run.attempts}
     db.session.commit()
     try:
         result = _train_all(run)
@@ -273,6 +282,8 @@ def _train_all(run: TrainingRun) -> dict:
             import keras
 
             parent_metrics = evaluate(keras.models.load_model(parent_keras), mnist=mnist, holdout=holdout)
+            _progress(run, {"phase": "training", "model": name, "epoch": 0, "epochs": tune.epochs,
+                            "percent": 0.0}, index=index)
             candidate = fine_tune(parent_keras, name=name, new=new, replay=replay, mnist=mnist,
                                   seed=config["FINETUNE_SEED"], config=tune,
                                   progress=lambda update_: _progress(run, update_, index=index))
@@ -302,7 +313,9 @@ def _publish(stored, *, parent: ModelVersion, run: TrainingRun, promote: bool, r
     from training.versions import KERAS_FILE, MANIFEST_FILE, ONNX_FILE
 
     store = get_store()
-    prefix = f"models/{stored.name}/v{stored.version}/"
+    # The run id in the prefix: should two deliveries of one run ever race, neither can
+    # overwrite files the other's row points at.
+    prefix = f"models/{stored.name}/v{stored.version}-{run.id[:8]}/"
     for filename in (KERAS_FILE, ONNX_FILE, MANIFEST_FILE):
         store.put(prefix + filename, (stored.path / filename).read_bytes(),
                   content_type="application/json" if filename == MANIFEST_FILE else "application/octet-stream")

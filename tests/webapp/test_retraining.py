@@ -331,3 +331,16 @@ def test_hot_swap_under_concurrent_predictions(app, admin_token, tiny_models, ma
             worker.join()
     assert failures == []
     assert seen == {1, 2}
+
+
+def test_a_run_that_keeps_losing_its_worker_ends_failed(app, client, admin_token, queued):
+    from webapp.retraining import execute_run
+
+    run_id = client.post("/api/v1/training-runs", headers=admin_token).json["id"]
+    with app.app_context():
+        db.session.get(TrainingRun, run_id).attempts = app.config["MAX_RUN_ATTEMPTS"]
+        db.session.commit()
+        assert execute_run(run_id) == {}
+        run = db.session.get(TrainingRun, run_id)
+        assert run.status == "failed" and "lost 3 times" in run.error and run.lock is None
+        assert db.session.scalar(select(func.count()).select_from(ModelVersion)) == 2  # only the v1s
