@@ -7,7 +7,7 @@ PORT ?= 5000
 HOST ?= 127.0.0.1
 export INKLING_INSTANCE_PATH := $(abspath $(INSTANCE))
 
-.PHONY: run setup test install data models bench bench-accuracy bench-latency bench-http clean
+.PHONY: run setup test install data models bench bench-accuracy bench-latency bench-http bench-continual clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +42,7 @@ run: setup
 test: install
 	$(BIN)/python -m pytest
 
-bench: bench-accuracy bench-latency bench-http
+bench: bench-accuracy bench-latency bench-http bench-continual
 
 bench-accuracy: models
 	$(BIN)/python bench/accuracy.py
@@ -52,6 +52,9 @@ bench-latency: models
 
 bench-http: models
 	$(BIN)/python bench/http.py
+
+bench-continual: models
+	$(BIN)/python bench/continual.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

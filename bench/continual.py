@@ -1,0 +1,205 @@
+"""Continual learning: fine-tuning on confirmed canvas drawings, a poisoned batch, and its cost.
+
+    python bench/continual.py [--models instance/models] [--seed 0]
+
+Starting from the base versions, each network is fine-tuned with training.finetune exactly
+as a training run does (default FineTuneConfig, no replay): on new canvas-like drawings, on
+the same drawings with 30 % of the labels wrong, and on 1,000 more drawings against the clock.
+The drawings are re-rendered MNIST test digits passed through training.preprocess, the path
+serving uses; the held-out ones come from digits no training drawing was made from.
+Prints a table and the floors from issue #4.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+# bench/http.py would shadow the stdlib's http package, which TensorFlow imports: put the
+# repository on the import path in place of this folder.
+BENCH = Path(__file__).resolve().parent
+sys.path[:] = [str(BENCH.parent)] + [entry for entry in sys.path if Path(entry or ".").resolve() != BENCH]
+
+from training import MODEL_NAMES, NUM_CLASSES  # noqa: E402
+from training.devset import VARIANTS, generate  # noqa: E402
+from training.finetune import MNIST_TOLERANCE, FineTuneConfig, Samples, evaluate, fine_tune, gate  # noqa: E402
+from training.mnist import Mnist, load_mnist  # noqa: E402
+from training.preprocess import preprocess  # noqa: E402
+from training.train import accuracy, default_models_root  # noqa: E402
+from training.versions import load  # noqa: E402
+
+import keras  # noqa: E402  (after training.finetune, which quietens TensorFlow's logging)
+
+TIME_LIMIT_SECONDS = 90.0  # issue #4: one run on 1,000 new drawings, both networks, 2 CPU cores
+CLEAN_ABOVE = 0.995  # issue #4: above this, holdout accuracy need only not fall
+
+
+def canvas_samples(mnist: Mnist, digits: np.ndarray, count: int, *, seed: int) -> tuple[Samples, np.ndarray]:
+    """``count`` canvas-like drawings (all variants) of the MNIST test digits ``digits``, preprocessed.
+
+    Returns the stored pixels and labels, and the MNIST test index each drawing was made from.
+    """
+    per_variant = math.ceil(count / len(VARIANTS))
+    drawings = generate(mnist.x_test[digits], mnist.y_test[digits], per_variant=per_variant, seed=seed)
+    keep = np.sort(np.random.default_rng(seed).choice(len(drawings), size=count, replace=False))
+    drawings = [drawings[i] for i in keep]
+    pixels = np.stack([preprocess(d.data_url).pixels for d in drawings])
+    labels = np.array([d.label for d in drawings], np.uint8)
+    return Samples(pixels, labels), digits[[d.mnist_index for d in drawings]]
+
+
+def poison(samples: Samples, fraction: float, *, seed: int) -> tuple[Samples, int]:
+    """The same drawings with a seeded ``fraction`` of the labels moved to the next digit."""
+    wrong = np.random.default_rng(seed).choice(len(samples), size=round(fraction * len(samples)), replace=False)
+    labels = samples.y.copy()
+    labels[wrong] = (labels[wrong] + 1) % NUM_CLASSES
+    return Samples(samples.x, labels), len(wrong)
+
+
+def hurts(parent: dict, candidate: dict) -> bool:
+    """Worse on MNIST by more than the tolerance, or worse on the holdout at all (issue #4)."""
+    return (parent["mnist_test_accuracy"] - candidate["mnist_test_accuracy"] > MNIST_TOLERANCE
+            or candidate["holdout_accuracy"] < parent["holdout_accuracy"])
+
+
+def points(before: float, after: float) -> str:
+    return f"{(after - before) * 100:+.2f}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=Path, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--new", type=int, default=500, help="confirmed drawings to fine-tune on")
+    parser.add_argument("--holdout", type=int, default=2000, help="held-out drawings to judge on")
+    parser.add_argument("--timed", type=int, default=1000, help="new drawings in the timed run")
+    parser.add_argument("--poisoned-fraction", type=float, default=0.3)
+    args = parser.parse_args()
+    root = args.models or default_models_root()
+    config = FineTuneConfig()
+    mnist = load_mnist()
+    parents = {name: load(root, name) for name in MODEL_NAMES}
+    print("models: " + ", ".join(f"{name} v{stored.version}" for name, stored in parents.items()) + f" ({root})")
+    print(f"fine-tuning: {config} (as training runs use it), seed {args.seed}, no replay")
+
+    # Disjoint sets of MNIST test digits: each drawing is made from a digit of its own set only.
+    order = np.random.default_rng(args.seed).permutation(len(mnist.x_test))
+    sizes = [args.new, args.holdout, args.timed]
+    if sum(sizes) > len(order):
+        parser.error(f"--new, --holdout and --timed need {sum(sizes):,} MNIST test digits; there are {len(order):,}")
+    pools = np.split(order[:sum(sizes)], np.cumsum(sizes)[:-1])
+    started = time.perf_counter()
+    new, new_digits = canvas_samples(mnist, pools[0], args.new, seed=args.seed)
+    holdout, holdout_digits = canvas_samples(mnist, pools[1], args.holdout, seed=args.seed + 1)
+    timed, timed_digits = canvas_samples(mnist, pools[2], args.timed, seed=args.seed + 2)
+    poisoned, wrong = poison(new, args.poisoned_fraction, seed=args.seed)
+    generated = time.perf_counter() - started
+    training_digits = set(new_digits.tolist()) | set(timed_digits.tolist())
+    assert not training_digits & set(holdout_digits.tolist()), "a held-out drawing shares a digit with training"
+    print(f"\nCanvas-like drawings (all {len(VARIANTS)} variants, preprocessed as served; "
+          f"generated in {generated:.0f} s):")
+    print(f"  new confirmed   {len(new):>5,}  from {len(set(new_digits.tolist())):>5,} MNIST test digits")
+    print(f"  poisoned        {len(poisoned):>5,}  the same drawings, {wrong} labels ({wrong / len(new):.0%}) "
+          "set to label+1 mod 10")
+    print(f"  held out        {len(holdout):>5,}  from {len(set(holdout_digits.tolist())):>5,} other MNIST test digits "
+          "(no digit shared with any training drawing)")
+    print(f"  timed run       {len(timed):>5,}  from {len(set(timed_digits.tolist())):>5,} further MNIST test digits")
+    print("  Note: every drawing is a re-rendered MNIST *test* digit, so the MNIST test metric includes\n"
+          "  the digits the training drawings were made from; the column 'MNIST w/o' leaves out the\n"
+          f"  {len(set(new_digits.tolist())):,} behind the {len(new):,} new drawings.")
+
+    unseen = np.setdiff1d(np.arange(len(mnist.x_test)), new_digits)
+    results: dict[str, dict] = {}
+    seconds: dict[str, float] = {}
+    print()
+    for name, stored in parents.items():
+        model = keras.models.load_model(stored.keras_path)
+        row = {"parent": evaluate(model, mnist=mnist, holdout=holdout)}
+        row["parent"]["unseen"] = accuracy(model, mnist.x_test[unseen], mnist.y_test[unseen])
+        for kind, samples in (("clean", new), ("poisoned", poisoned)):
+            candidate = fine_tune(stored.keras_path, name=name, new=samples, replay=Samples.empty(), mnist=mnist,
+                                  seed=args.seed, config=config)
+            row[kind] = evaluate(candidate, mnist=mnist, holdout=holdout)
+            row[kind]["unseen"] = accuracy(candidate, mnist.x_test[unseen], mnist.y_test[unseen])
+            row[kind]["promote"], row[kind]["reason"] = gate(row["parent"], row[kind])
+        results[name] = row
+        print(f"  {name}: fine-tuned on the new drawings and on the poisoned ones", flush=True)
+
+    # The timed run: model loading and training, as a run does them; the drawings are ready.
+    for name, stored in parents.items():
+        started = time.perf_counter()
+        candidate = fine_tune(stored.keras_path, name=name, new=timed, replay=Samples.empty(), mnist=mnist,
+                              seed=args.seed, config=config)
+        seconds[name] = time.perf_counter() - started
+        results[name]["timed"] = evaluate(candidate, mnist=mnist, holdout=holdout)
+    total = sum(seconds.values())
+
+    print(f"\nAccuracy: MNIST test ({len(mnist.x_test):,}), MNIST w/o the new drawings' digits ({len(unseen):,}), "
+          f"held-out canvas ({len(holdout):,})")
+    header = "".join(f"{name + ' MNIST':>12}{'MNIST w/o':>11}{'canvas':>9}" for name in MODEL_NAMES)
+    print(f"  {'':<30}{header}")
+    rows = [("base", "parent"), (f"fine-tuned on {len(new):,}", "clean"),
+            (f"poisoned {len(poisoned):,} ({wrong / len(new):.0%} wrong)", "poisoned"),
+            (f"fine-tuned on {len(timed):,} (timed)", "timed")]
+    for label, kind in rows:
+        line = f"  {label:<30}"
+        change = f"  {'  change (points)':<30}"
+        for name in MODEL_NAMES:
+            parent, after = results[name]["parent"], results[name][kind]
+            # The timed run trained on other digits, so 'MNIST w/o' does not apply to it.
+            unseen = f"{after['unseen']:.2%}" if "unseen" in after else "-"
+            unseen_change = points(parent["unseen"], after["unseen"]) if "unseen" in after else "-"
+            line += f"{after['mnist_test_accuracy']:>12.2%}{unseen:>11}{after['holdout_accuracy']:>9.2%}"
+            change += (f"{points(parent['mnist_test_accuracy'], after['mnist_test_accuracy']):>12}"
+                       f"{unseen_change:>11}{points(parent['holdout_accuracy'], after['holdout_accuracy']):>9}")
+        print(line)
+        if kind != "parent":
+            print(change)
+
+    print("\nGate (promote only if MNIST falls <= "
+          f"{MNIST_TOLERANCE * 100:.1f} points and the holdout does not fall)")
+    for kind in ("clean", "poisoned"):
+        for name in MODEL_NAMES:
+            after = results[name][kind]
+            print(f"  {kind:<9}{name}: {'PROMOTE' if after['promote'] else 'REJECT '}  {after['reason']}")
+
+    print(f"\nTime to fine-tune on {len(timed):,} new drawings (model loading included, "
+          f"{config.epochs} epochs, 2 CPU cores shared with whatever else runs)")
+    for name in MODEL_NAMES:
+        print(f"  {name:<6}{seconds[name]:6.1f} s")
+    print(f"  {'total':<6}{total:6.1f} s  (the floor is on the total: one run fine-tunes both networks)")
+
+    print("\nFloors (issue #4)")
+    checks = []
+    for name in MODEL_NAMES:
+        parent, after = results[name]["parent"], results[name]["clean"]
+        before_canvas, after_canvas = parent["holdout_accuracy"], after["holdout_accuracy"]
+        rises = after_canvas > before_canvas or (before_canvas > CLEAN_ABOVE and after_canvas >= before_canvas)
+        fixed = round((after_canvas - before_canvas) * len(holdout))
+        checks.append((f"{name}: held-out canvas rises after {len(new):,} drawings "
+                       f"({before_canvas:.2%} -> {after_canvas:.2%}, {fixed:+d} of {len(holdout):,} right)", rises))
+        drop = parent["mnist_test_accuracy"] - after["mnist_test_accuracy"]
+        checks.append((f"{name}: MNIST test falls <= {MNIST_TOLERANCE * 100:.1f} points "
+                       f"({parent['mnist_test_accuracy']:.2%} -> {after['mnist_test_accuracy']:.2%}, "
+                       f"{-drop * 100:+.2f})", drop <= MNIST_TOLERANCE + 1e-9))
+    for name in MODEL_NAMES:
+        after = results[name]["poisoned"]
+        harmful = hurts(results[name]["parent"], after)
+        outcome = ("rejected" if not after["promote"] else "promoted") + (", and it hurts" if harmful else
+                                                                         ", and it hurts neither metric")
+        checks.append((f"{name}: a harmful poisoned batch is not promoted ({outcome})",
+                       not (after["promote"] and harmful)))
+    checks.append((f"one run on {len(timed):,} new drawings, both networks <= {TIME_LIMIT_SECONDS:.0f} s "
+                   f"({total:.1f} s)", total <= TIME_LIMIT_SECONDS))
+    for label, passed in checks:
+        print(f"  {'PASS' if passed else 'FAIL'}  {label}")
+    return 0 if all(passed for _, passed in checks) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
