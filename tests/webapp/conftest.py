@@ -94,16 +94,20 @@ def reset_database(app, models_root) -> None:
             import_version(load(models_root, name), activate=True)
 
 
-@pytest.fixture
-def app(database_url, object_root, tmp_path, tiny_models):
-    app = make_app(database_url, object_root, tmp_path)
-    reset_database(app, tiny_models[0])
-    yield app
+def serve(app, models_root):
+    """Yield ``app`` with a fresh database holding the tiny networks; close its connections after."""
     from webapp.extensions import db
 
+    reset_database(app, models_root)
+    yield app
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
+
+
+@pytest.fixture
+def app(database_url, object_root, tmp_path, tiny_models):
+    yield from serve(make_app(database_url, object_root, tmp_path), tiny_models[0])
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from webapp.extensions import db
 from webapp.models import ModelVersion, TrainingRun
 
-from .conftest import make_app, reset_database
+from .conftest import make_app, serve
 from .test_retraining import contribute
 
 pytestmark = pytest.mark.slow
@@ -57,11 +57,7 @@ def redis_app(database_url, tmp_path, tiny_models, redis_connection):
     """The app on Redis, with an object store folder of its own, so no other test's files are seen."""
     app = make_app(database_url, tmp_path / "objects", tmp_path / "instance",
                    REDIS_URL=f"redis://127.0.0.1:6379/{REDIS_DB}", AUTO_CONFIRM=True, RETRAIN_EVERY=0)
-    reset_database(app, tiny_models[0])
-    yield app
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    yield from serve(app, tiny_models[0])
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from webapp.extensions import db
 from webapp.models import Drawing
 from webapp.storage import LocalObjectStore, ObjectNotFound, S3ObjectStore, StorageUnavailable
 
-from .conftest import make_app, reset_database
+from .conftest import make_app, serve
 
 BUCKET = "inkling-test"
 
@@ -131,11 +131,7 @@ def test_s3_that_accepts_but_never_answers_times_out():
 def s3_app(database_url, s3_endpoint, tmp_path, tiny_models):
     app = make_app(database_url, tmp_path / "unused", tmp_path,
                    **s3_config(s3_endpoint, S3_PREFIX=f"app{time.monotonic_ns()}/"))
-    reset_database(app, tiny_models[0])
-    yield app
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    yield from serve(app, tiny_models[0])
 
 
 def test_the_app_stores_drawings_and_models_in_s3(s3_app, canvas_drawings):
