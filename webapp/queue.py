@@ -13,7 +13,10 @@ def broker_settings(config) -> dict:
     """Redis when REDIS_URL is set; otherwise SQLite files, so a laptop needs no broker server."""
     redis_url = config.get("REDIS_URL")
     if redis_url:
-        settings = {"broker_url": redis_url, "result_backend": redis_url}
+        settings = {"broker_url": redis_url, "result_backend": redis_url,
+                    # An unacknowledged message comes back after this long; it must outlast the
+                    # longest training run, or a second worker would start the same run.
+                    "broker_transport_options": {"visibility_timeout": 4 * 3600}}
         if redis_url.startswith("rediss://"):
             # Heroku Key-Value Store presents a self-signed certificate; verification is opt-in.
             verify = ssl.CERT_REQUIRED if config.get("REDIS_TLS_VERIFY") else ssl.CERT_NONE
@@ -40,9 +43,6 @@ def celery_init_app(app: Flask) -> Celery:
         task_serializer="json",
         accept_content=["json"],
         broker_connection_retry_on_startup=True,
-        # A message is redelivered if not acknowledged within this time; it must outlast the
-        # longest training run, or a second worker would start the same run.
-        broker_transport_options={"visibility_timeout": 4 * 3600},
         # Workers take one training task at a time.
         worker_concurrency=1,
         include=["workers.tasks"],

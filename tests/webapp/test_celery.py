@@ -100,7 +100,7 @@ class Worker:
             "S3_BUCKET": "",
             "INKLING_INSTANCE_PATH": str(instance),
             "MODELS_PATH": app.config["MODELS_PATH"],
-            "REDIS_URL": app.config["REDIS_URL"],
+            "REDIS_URL": app.config["REDIS_URL"] or "",
             "FINETUNE_EPOCHS": "1",
             "FINETUNE_MNIST_MINIMUM": "500",
             "AUTO_CONFIRM": "1",
@@ -392,3 +392,29 @@ def test_a_whole_worker_killed_leaves_a_stale_run_that_the_next_request_fails(re
     assert stale["status"] == "failed" and "stopped reporting" in stale["error"]
     assert active(redis_app) == {"fnn": 1, "cnn": 1} and published_by(redis_app, run_id) == []
     assert_store_complete(redis_app)
+
+
+@pytest.fixture
+def embedded_app(database_url, tmp_path, tiny_models):
+    """The laptop default: no REDIS_URL, so Celery runs on kombu's SQLite transport."""
+    if "postgresql" in database_url:
+        pytest.skip("the embedded broker is the no-server default; it is exercised with SQLite")
+    app = make_app(database_url, tmp_path / "objects", tmp_path / "instance", REDIS_URL=None,
+                   AUTO_CONFIRM=True, RETRAIN_EVERY=0)
+    yield from serve(app, tiny_models[0])
+
+
+def test_a_run_goes_through_the_embedded_sqlite_broker(embedded_app, drawings, tmp_path):
+    """What `make run` starts with nothing configured: the same run, through a SQLite broker."""
+    runner = embedded_app.test_cli_runner()
+    runner.invoke(args=["users", "create-admin", "embedded", "--password", "long enough"])
+    token = runner.invoke(args=["users", "issue-token", "embedded"]).output.strip().splitlines()[-1]
+    headers = {"Authorization": f"Bearer {token}"}
+    worker = Worker(embedded_app, tmp_path / "worker.log").start()
+    try:
+        client = embedded_app.test_client()
+        run_id, _ = start_run(client, headers, drawings)
+        body = wait_for(client, headers, run_id, finished, worker=worker)
+        assert_finished_with_one_version_per_network(embedded_app, body, run_id)
+    finally:
+        worker.stop()
