@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFilter
 
+from training.preprocess import FORMATS
+
 VARIANTS = (
     "plain", "transparent", "inverted", "colour", "wide", "small_canvas",
     "tiny", "thick", "thin", "stray_dot", "jpeg",
@@ -162,5 +164,4 @@ def _saturated_colour(rng: np.random.Generator) -> np.ndarray:
 def _data_url(image: Image.Image, fmt: str, **options) -> str:
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **options)
-    mime = {"PNG": "image/png", "JPEG": "image/jpeg"}[fmt]
-    return f"data:{mime};base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f"data:{FORMATS[fmt]};base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

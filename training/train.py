@@ -25,7 +25,7 @@ from training.export import save_version  # noqa: E402
 from training.mnist import load_mnist  # noqa: E402
 from training.networks import build  # noqa: E402
 from training.preprocess import to_model_input  # noqa: E402
-from training.versions import StoredVersion, default_models_root, next_version  # noqa: E402
+from training.versions import StoredVersion, default_models_root, list_versions, next_version  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root = args.out or default_models_root()
     mnist = load_mnist(source=args.mnist_path)
-    from training.versions import list_versions
     for name in args.models:
         if args.if_missing and list_versions(root, name):
             print(f"{name}: version {list_versions(root, name)[-1]} exists; skipping")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 
-from webapp.api import _json_body, _label, drawing_json
+from webapp.api import _json_body, _label, drawing_json, get_or_404
 from webapp.auth import admin_required
 from webapp.extensions import db
 from webapp.models import Drawing, TrainingRun
@@ -22,9 +22,7 @@ def review_drawing(drawing_id: str):
     status = body.get("status")
     if status not in ("confirmed", "rejected"):
         raise ServiceError(400, "invalid_status", "status must be 'confirmed' or 'rejected'")
-    row = db.session.get(Drawing, drawing_id) if len(drawing_id) <= 36 else None
-    if row is None:
-        raise ServiceError(404, "not_found", "no drawing with that id")
+    row = get_or_404(Drawing, drawing_id, "drawing")
     if "label" in body:
         row.label = _label(body["label"])
     if status == "confirmed":
@@ -59,10 +57,7 @@ def list_training_runs():
 @bp.get("/training-runs/<run_id>")
 @admin_required
 def get_training_run(run_id: str):
-    run = db.session.get(TrainingRun, run_id) if len(run_id) <= 36 else None
-    if run is None:
-        raise ServiceError(404, "not_found", "no training run with that id")
-    return jsonify(run_json(run))
+    return jsonify(run_json(get_or_404(TrainingRun, run_id, "training run")))
 
 
 @bp.post("/models/<name>/versions/<int:version>/activate")

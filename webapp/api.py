@@ -18,8 +18,6 @@ from webapp.storage import ObjectNotFound, StorageError, get_store
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 health = Blueprint("health", __name__)
 
-NOT_FOUND = ServiceError(404, "not_found", "no drawing with that id")
-
 
 def iso(moment: datetime | None) -> str | None:
     if moment is None:
@@ -85,10 +83,7 @@ def drawing_json(row: Drawing) -> dict:
 @bp.post("/predictions")
 def create_prediction():
     drawing, _ = _image_and_label(want_label=False)
-    try:
-        drawing_id, answers = predict_drawing(drawing=drawing, client_id=g.client_id)
-    except ModelsUnavailable as exc:
-        raise ServiceError(503, "models_unavailable", f"the models are not ready: {exc}") from None
+    drawing_id, answers = predict_drawing(drawing=drawing, client_id=g.client_id)
     return jsonify({
         # None when the drawing cannot be stored: the answers stand, but cannot be rated.
         "id": drawing_id,
@@ -138,11 +133,16 @@ def list_drawings():
                     "pages": max(1, math.ceil(total / size)), "total": total})
 
 
-def _drawing_or_404(drawing_id: str) -> Drawing:
-    row = db.session.get(Drawing, drawing_id) if len(drawing_id) <= 36 else None
+def get_or_404(model, row_id: str, what: str):
+    """The row with this uuid from a URL; an id longer than any uuid is not even looked up."""
+    row = db.session.get(model, row_id) if len(row_id) <= 36 else None
     if row is None:
-        raise NOT_FOUND
+        raise ServiceError(404, "not_found", f"no {what} with that id")
     return row
+
+
+def _drawing_or_404(drawing_id: str) -> Drawing:
+    return get_or_404(Drawing, drawing_id, "drawing")
 
 
 @bp.get("/drawings/<drawing_id>")
@@ -157,8 +157,6 @@ def drawing_image(drawing_id: str):
         data = get_store().get(row.object_key)
     except ObjectNotFound:
         raise ServiceError(404, "image_missing", "the image of this drawing is missing from storage") from None
-    except StorageError:
-        raise ServiceError(503, "storage_unavailable", "image storage is unavailable; try again shortly") from None
     response = Response(data, mimetype=row.content_type)
     response.headers["Cache-Control"] = "private, max-age=86400, immutable"
     response.headers["Content-Disposition"] = f'inline; filename="{row.id}.{row.object_key.rsplit(".", 1)[-1]}"'

@@ -57,16 +57,13 @@ def issue_token(username: str) -> None:
 
 def import_version(stored, *, activate: bool) -> ModelVersion:
     """Copy a published model version into the object store and register it."""
-    from training.versions import KERAS_FILE, MANIFEST_FILE, ONNX_FILE
+    from training.versions import ONNX_FILE
+    from webapp.registry import upload_version_files
 
-    store = get_store()
     latest = db.session.scalar(select(db.func.max(ModelVersion.version)).where(ModelVersion.name == stored.name))
     version = (latest or 0) + 1
     prefix = f"models/{stored.name}/v{version}/"
-    for filename, content_type in ((ONNX_FILE, "application/octet-stream"),
-                                   (KERAS_FILE, "application/octet-stream"),
-                                   (MANIFEST_FILE, "application/json")):
-        store.put(prefix + filename, (stored.path / filename).read_bytes(), content_type=content_type)
+    upload_version_files(get_store(), stored, prefix)
     manifest = {**stored.manifest, "version": version}
     row = ModelVersion(name=stored.name, version=version, status="active" if activate else "candidate",
                        parent_version=None, object_prefix=prefix,

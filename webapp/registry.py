@@ -106,5 +106,14 @@ class ModelRegistry:
         return {"loaded": versions, "error": self.last_error}
 
 
+def upload_version_files(store, stored, prefix: str) -> None:
+    """Copy a published version's files (training.versions layout) into the store under ``prefix``."""
+    from training.versions import KERAS_FILE, MANIFEST_FILE, ONNX_FILE
+
+    for filename in (KERAS_FILE, ONNX_FILE, MANIFEST_FILE):
+        store.put(prefix + filename, (stored.path / filename).read_bytes(),
+                  content_type="application/json" if filename == MANIFEST_FILE else "application/octet-stream")
+
+
 def get_registry() -> ModelRegistry:
     return current_app.extensions["inkling.registry"]

@@ -234,6 +234,8 @@ def _progress(run: TrainingRun, update_: dict, *, index: int) -> None:
 
 
 def _train_all(run: TrainingRun) -> dict:
+    import keras
+
     from training.export import save_version
     from training.finetune import FineTuneConfig, Samples, evaluate, fine_tune, gate
     from training.mnist import load_mnist
@@ -279,8 +281,6 @@ def _train_all(run: TrainingRun) -> dict:
             parent_keras = Path(tmp) / f"parent-{KERAS_FILE}"
             parent_keras.write_bytes(store.get(f"{parent.object_prefix}{KERAS_FILE}"))
             _progress(run, {"phase": "evaluating parent", "model": name, "percent": 0.0}, index=index)
-            import keras
-
             parent_metrics = evaluate(keras.models.load_model(parent_keras), mnist=mnist, holdout=holdout)
             _progress(run, {"phase": "training", "model": name, "epoch": 0, "epochs": tune.epochs,
                             "percent": 0.0}, index=index)
@@ -310,15 +310,13 @@ def _train_all(run: TrainingRun) -> dict:
 def _publish(stored, *, parent: ModelVersion, run: TrainingRun, promote: bool, reason: str, samples: int,
              data_until: datetime | None) -> ModelVersion:
     """Upload the files, then the row; the active version changes only once all files exist."""
-    from training.versions import KERAS_FILE, MANIFEST_FILE, ONNX_FILE
+    from training.versions import ONNX_FILE
+    from webapp.registry import upload_version_files
 
-    store = get_store()
     # The run id in the prefix: should two deliveries of one run ever race, neither can
     # overwrite files the other's row points at.
     prefix = f"models/{stored.name}/v{stored.version}-{run.id[:8]}/"
-    for filename in (KERAS_FILE, ONNX_FILE, MANIFEST_FILE):
-        store.put(prefix + filename, (stored.path / filename).read_bytes(),
-                  content_type="application/json" if filename == MANIFEST_FILE else "application/octet-stream")
+    upload_version_files(get_store(), stored, prefix)
     row = ModelVersion(name=stored.name, version=stored.version, status="candidate",
                        parent_version=parent.version, object_prefix=prefix,
                        onnx_sha256=stored.manifest["files"][ONNX_FILE]["sha256"], metrics=stored.manifest["metrics"],
