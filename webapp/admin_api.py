@@ -69,3 +69,25 @@ def activate_version(name: str, version: int):
     except LookupError as exc:
         raise ServiceError(404, "not_found", str(exc)) from None
     return jsonify({"name": row.name, "version": row.version, "status": row.status})
+
+
+@bp.get("/dataset/export")
+@admin_required
+def export_dataset():
+    """The confirmed dataset, streamed: ?format=npz (MNIST-style arrays) or zip (PNGs by label + manifest)."""
+    from flask import Response, stream_with_context
+
+    from webapp.dataset import FORMATS, DatasetExport
+
+    fmt = request.args.get("format", "npz")
+    if fmt not in FORMATS:
+        raise ServiceError(400, "invalid_format", f"format must be one of: {', '.join(FORMATS)}")
+    # Opened here, not in the body, so a database that is down is a 503 rather than a cut stream.
+    export = DatasetExport(fmt)
+    response = Response(stream_with_context(iter(export)), mimetype=export.mimetype)
+    # The body may never be iterated (the client hung up first); the snapshot must end anyway.
+    response.call_on_close(export.close)
+    response.headers["Content-Disposition"] = f'attachment; filename="{export.filename}"'
+    response.headers["X-Dataset-Rows"] = str(export.rows)
+    response.headers["Cache-Control"] = "no-store"
+    return response

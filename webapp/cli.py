@@ -105,3 +105,25 @@ def list_models() -> None:
         accuracy = row.metrics.get("mnist_test_accuracy")
         shown = f"{accuracy:.2%}" if isinstance(accuracy, (int, float)) else "-"
         click.echo(f"{row.name} v{row.version}  {row.status:<9}  MNIST {shown}  parent {row.parent_version or '-'}")
+
+
+dataset_cli = AppGroup("dataset", help="The confirmed dataset.")
+
+
+@dataset_cli.command("export")
+@click.option("--format", "fmt", type=click.Choice(("npz", "zip")), default="npz", show_default=True,
+              help="npz: MNIST-style arrays x, y, holdout, ids; zip: <label>/<id>.png and manifest.csv")
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="the file to write (replaced atomically)")
+def export_dataset(fmt: str, out: Path) -> None:
+    """Export the confirmed drawings, as the API's /api/v1/dataset/export does."""
+    import time
+
+    from webapp.dataset import DatasetExport
+
+    if not out.parent.is_dir():
+        raise click.UsageError(f"{out.parent} is not a folder")
+    started = time.perf_counter()
+    export = DatasetExport(fmt)
+    size = export.write_to(out)
+    click.echo(f"{export.rows} confirmed drawings, {size:,} bytes -> {out} ({time.perf_counter() - started:.1f} s)")
