@@ -16,6 +16,7 @@ import binascii
 import io
 import math
 import re
+import struct
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,6 +38,13 @@ FIELD_CENTRE = IMAGE_SIZE / 2  # ... and puts its centre of mass at (14, 14)
 WORK_BOX = 4 * DIGIT_BOX  # stroke width is measured and corrected at this size
 # Stroke width of MNIST digits at WORK_BOX scale (5th-95th percentile: 2.1-4.3 px at 20 px).
 STROKE_RANGE = (8.0, 17.0)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# The chunks a PNG's pixels decode from. Everything else (text, colour profiles, EXIF, private
+# chunks, bytes after IEND) is dropped before Pillow reads it, so none of it can inflate into
+# memory, and an upload that carried any of it is stored re-encoded, without it.
+PNG_PIXEL_CHUNKS = frozenset({b"IHDR", b"PLTE", b"tRNS", b"IDAT", b"IEND"})
+PNG_ANIMATION_CHUNKS = frozenset({b"acTL", b"fcTL", b"fdAT"})
 
 _DATA_URL = re.compile(r"data:(?P<mime>[^;,]*)(?P<params>(?:;[^;,]*)*),(?P<data>.*)\Z", re.S | re.I)
 _BASE64 = re.compile(rb"[A-Za-z0-9+/]*={0,2}\Z")
@@ -177,18 +185,37 @@ def _strict_b64decode(text: str) -> bytes:
 def open_upload(payload: bytes | str, *, max_bytes: int = MAX_IMAGE_BYTES) -> tuple[Upload, Image.Image]:
     """Decode and check an upload; the pixels are decoded only once its header passes."""
     raw, declared = decode_payload(payload, max_bytes=max_bytes)
+    readable = _png_pixel_chunks(raw) if raw.startswith(PNG_SIGNATURE) else raw
     try:
-        image = Image.open(io.BytesIO(raw), formats=list(FORMATS))
+        image = Image.open(io.BytesIO(readable), formats=list(FORMATS))
     except UnidentifiedImageError:
         raise UnsupportedImage("the data is not a PNG, JPEG or WebP image") from None
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise UnsupportedImage(f"the image could not be read: {exc}") from None
-    except Image.DecompressionBombError:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # the warning, if made an error
         raise ImageTooLarge("the image declares too many pixels") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise UnsupportedImage(f"the image could not be read: {exc}") from None
     mime = FORMATS[image.format]
     if declared is not None and declared != mime:
         raise UnsupportedImage(f"the data URL says {declared} but the data is {mime}")
     width, height = image.size
+    _check_size(width, height)
+    if getattr(image, "is_animated", False) or getattr(image, "n_frames", 1) > 1:
+        raise UnsupportedImage("animated images are not accepted")
+    try:
+        image.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageTooLarge("the image declares too many pixels") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise UnsupportedImage(f"the image is corrupt or truncated: {exc}") from None
+    if readable != raw:
+        # Metadata or a trailer (an HTML polyglot, say) came with the pixels: store the pixels alone.
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        raw = buffer.getvalue()
+    return Upload(data=raw, mime=mime, width=width, height=height), image
+
+
+def _check_size(width: int, height: int) -> None:
     if min(width, height) < MIN_SIDE:
         raise UnsupportedImage(f"the image is {width}x{height}; each side must be at least {MIN_SIDE} px")
     if max(width, height) > MAX_ASPECT * min(width, height):
@@ -197,15 +224,35 @@ def open_upload(payload: bytes | str, *, max_bytes: int = MAX_IMAGE_BYTES) -> tu
         raise ImageTooLarge(
             f"the image is {width}x{height}; at most {MAX_SIDE} px a side and {MAX_PIXELS:,} pixels"
         )
-    if getattr(image, "is_animated", False) or getattr(image, "n_frames", 1) > 1:
-        raise UnsupportedImage("animated images are not accepted")
-    try:
-        image.load()
-    except Image.DecompressionBombError:
-        raise ImageTooLarge("the image declares too many pixels") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise UnsupportedImage(f"the image is corrupt or truncated: {exc}") from None
-    return Upload(data=raw, mime=mime, width=width, height=height), image
+
+
+def _png_pixel_chunks(raw: bytes) -> bytes:
+    """The PNG cut down to the chunks its pixels decode from, checked from its header first.
+
+    Refuses broken framing, animation, and sizes out of bounds before Pillow allocates anything.
+    """
+    kept, offset = [PNG_SIGNATURE], len(PNG_SIGNATURE)
+    while True:
+        if offset + 12 > len(raw):
+            raise UnsupportedImage("the PNG is truncated: it has no end chunk")
+        length, kind = struct.unpack(">I4s", raw[offset:offset + 8])
+        end = offset + 12 + length
+        if end > len(raw):
+            raise UnsupportedImage("the PNG is truncated or a chunk's length is wrong")
+        if offset == len(PNG_SIGNATURE):
+            if kind != b"IHDR" or length != 13:
+                raise UnsupportedImage("the PNG does not start with its header chunk")
+            _check_size(*struct.unpack(">II", raw[offset + 8:offset + 16]))
+        if kind in PNG_ANIMATION_CHUNKS:
+            raise UnsupportedImage("animated images are not accepted")
+        if kind == b"IDAT" and kept[1][17] == 3 and not any(chunk[4:8] == b"PLTE" for chunk in kept):
+            # Pillow reads a palette image without its palette, then cannot write it out again.
+            raise UnsupportedImage("the PNG is a palette image without a palette")
+        if kind in PNG_PIXEL_CHUNKS:
+            kept.append(raw[offset:end])
+        offset = end
+        if kind == b"IEND":
+            return b"".join(kept)
 
 
 def _ink_signal(image: Image.Image) -> Image.Image:
