@@ -2,9 +2,12 @@
 
 from datetime import datetime
 
+from flask_babel import Babel
 from flask_bootstrap import Bootstrap5
+from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
+from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import DateTime, MetaData
 from sqlalchemy.orm import DeclarativeBase, registry
 
@@ -26,3 +29,6 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 bootstrap = Bootstrap5()
+login_manager = LoginManager()
+csrf = CSRFProtect()
+babel = Babel()

@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime, timezone
 
 from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, SmallInteger, String, Text, UniqueConstraint, text
+from flask_login import UserMixin
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from webapp.extensions import db
@@ -51,6 +52,9 @@ class Drawing(db.Model):
     # Confirmed drawings set aside, per label, to judge new versions; never trained on.
     holdout: Mapped[bool] = mapped_column(default=False, server_default=text("false"), index=True)
     status_reason: Mapped[str | None] = mapped_column(String(255))
+    # Flagged "not a digit" by the person who drew it (or an admin): never trained on, shown
+    # to admins in the review queue.
+    not_digit: Mapped[bool] = mapped_column(default=False, server_default=text("false"), index=True)
 
     predictions: Mapped[list["Prediction"]] = relationship(back_populates="drawing", cascade="all, delete-orphan",
                                                            order_by="Prediction.model_name")
@@ -146,7 +150,9 @@ class TrainingRun(db.Model):
     finished_at: Mapped[datetime | None]
 
 
-class User(db.Model):
+class User(UserMixin, db.Model):
+    """An account that can sign in to the admin pages (and hold API tokens)."""
+
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -1,6 +1,8 @@
 """The HTML pages: draw & predict, contribute, models, about. They talk to the JSON API."""
 
-from flask import Blueprint, render_template
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
+
+from webapp.i18n import LANGUAGE_COOKIE, LANGUAGES
 
 bp = Blueprint("pages", __name__)
 
@@ -23,3 +25,16 @@ def models():
 @bp.get("/about")
 def about():
     return render_template("about.html", active="about")
+
+
+@bp.get("/language/<code>")
+def language(code: str):
+    """The switcher: remember the choice in a cookie (it outranks Accept-Language) and go back."""
+    target = request.args.get("next", "")
+    if not (target.startswith("/") and not target.startswith("//") and "\\" not in target):
+        target = url_for("pages.predict")
+    response = redirect(target)
+    if code in LANGUAGES:
+        response.set_cookie(LANGUAGE_COOKIE, code, max_age=365 * 24 * 3600, samesite="Lax", httponly=True,
+                            secure=current_app.config["SESSION_COOKIE_SECURE"])
+    return response

@@ -45,6 +45,8 @@ def confirmation_for(drawing: Drawing, *, cnn_label: int | None, cnn_confidence:
     only an admin confirms.
     """
     config = current_app.config
+    if drawing.not_digit:
+        return None
     if config["AUTO_CONFIRM"]:
         return "auto-confirmed (AUTO_CONFIRM)"
     if (config["CONFIRM_POLICY"] == "agreement" and cnn_label is not None
@@ -246,7 +248,8 @@ def _train_all(run: TrainingRun) -> dict:
     store = get_store()
     mnist = load_mnist()
     tune = FineTuneConfig(epochs=config["FINETUNE_EPOCHS"], mnist_minimum=config["FINETUNE_MNIST_MINIMUM"])
-    confirmed = select(Drawing).where(Drawing.status == "confirmed")
+    # Status alone would do (flagged drawings are never confirmed); the flag is belt and braces.
+    confirmed = select(Drawing).where(Drawing.status == "confirmed", ~Drawing.not_digit)
     started_at = run.started_at
     result = dict(run.result or {})
     for index, name in enumerate(MODEL_NAMES):

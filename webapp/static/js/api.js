@@ -24,6 +24,9 @@
 
   async function request(method, url, { body, signal } = {}) {
     const init = { method, signal, headers: { Accept: 'application/json' }, credentials: 'same-origin' };
+    // Admin calls ride on the session cookie; the server wants this page's CSRF token with them.
+    const csrf = document.querySelector('meta[name="csrf-token"]')?.content;
+    if (csrf && method !== 'GET') init.headers['X-CSRFToken'] = csrf;
     if (body !== undefined) {
       init.headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(body);

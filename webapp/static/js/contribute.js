@@ -1,10 +1,13 @@
-// The contribute page: a drawing plus the digit it shows, saved to the pool the models learn from.
+// The contribute page: a drawing plus the digit it shows (or "not a digit"), saved to the pool the
+// models learn from; it asks for the digit the dataset needs most and shows how the dataset grows.
 (() => {
   'use strict';
 
   const { api, showAlert, setUpPad, isTypingTarget } = window.Inkling;
 
   const $ = (id) => document.getElementById(id);
+  const text = JSON.parse($('contribute-messages').textContent);
+  const fill = (template, values) => template.replace(/\{(\w+)\}/g, (_, key) => String(values[key] ?? ''));
   const form = $('contribute-form');
   const saveButton = $('save-button');
   const saveSpinner = $('save-spinner');
@@ -22,20 +25,23 @@
     },
   });
 
+  // A digit, 'none' for "not a digit", or null when nothing is chosen.
   function chosenLabel() {
     const checked = radios.find((radio) => radio.checked);
-    return checked ? Number(checked.value) : null;
+    if (!checked) return null;
+    return checked.value === 'none' ? 'none' : Number(checked.value);
   }
 
   function syncSave() {
     const empty = pad.isEmpty();
     const label = chosenLabel();
     saveButton.disabled = saving || empty || label === null;
-    if (saving) saveHint.textContent = 'Saving…';
-    else if (empty && label === null) saveHint.textContent = 'Draw a digit and choose its label to save.';
-    else if (empty) saveHint.textContent = `Now draw your ${label}.`;
-    else if (label === null) saveHint.textContent = 'Now choose which digit it is.';
-    else saveHint.textContent = `Ready to save as a ${label}.`;
+    if (saving) saveHint.textContent = text.saving;
+    else if (empty && label === null) saveHint.textContent = text.draw_and_choose;
+    else if (label === 'none') saveHint.textContent = empty ? text.draw_and_choose : text.ready_not_digit;
+    else if (empty) saveHint.textContent = fill(text.now_draw, { digit: label });
+    else if (label === null) saveHint.textContent = text.now_choose;
+    else saveHint.textContent = fill(text.ready, { digit: label });
   }
 
   for (const radio of radios) radio.addEventListener('change', syncSave);
@@ -60,16 +66,16 @@
     saveSpinner.hidden = false;
     syncSave();
     try {
-      const answer = await api.post('/api/v1/drawings', { image: pad.toDataURL(), label });
-      showAlert(alerts, 'success', `Saved your ${answer.label ?? label}. Thank you!`);
+      const body = label === 'none' ? { image: pad.toDataURL(), not_digit: true } : { image: pad.toDataURL(), label };
+      const answer = await api.post('/api/v1/drawings', body);
+      showAlert(alerts, 'success', answer.not_digit ? text.saved_not_digit : fill(text.saved, { digit: answer.label ?? label }));
       pad.clear();
       for (const radio of radios) radio.checked = false;
       if (Number.isInteger(answer.client_contributions)) showCount(answer.client_contributions);
+      loadNeeds();
     } catch (error) {
       // The drawing and its label stay as they were, so nothing is lost and Save can simply be tried again.
-      const message = error.code === 'empty_drawing'
-        ? 'Inkling could not find any ink in that drawing. Try drawing it bigger or bolder.'
-        : error.message;
+      const message = error.code === 'empty_drawing' ? text.no_ink : error.message;
       showAlert(alerts, error.code === 'empty_drawing' ? 'info' : 'danger', message);
     } finally {
       saving = false;
@@ -80,13 +86,8 @@
 
   function showCount(n) {
     count.dataset.count = String(n);
-    if (n === 0) {
-      count.textContent = 'You have not contributed any drawings yet.';
-      return;
-    }
-    const strong = document.createElement('strong');
-    strong.textContent = String(n);
-    count.replaceChildren('You have contributed ', strong, n === 1 ? ' drawing.' : ' drawings.');
+    if (n === 0) count.textContent = text.none_yet;
+    else count.textContent = n === 1 ? text.count_one : fill(text.count_many, { count: n });
   }
 
   async function loadCount() {
@@ -95,10 +96,58 @@
       showCount(Number(me.contributions) || 0);
     } catch {
       // The count is a courtesy: saving still works without it, so say so quietly rather than raise an alert.
-      count.textContent = 'Your contribution count could not be loaded.';
+      count.textContent = text.count_failed;
     }
+  }
+
+  // The guided prompt: ask for the digit the dataset needs most, and pick it as the label.
+  async function loadNeeds() {
+    let needs;
+    try {
+      needs = await api.get('/api/v1/dataset/needs');
+    } catch {
+      return; // contributing works without the prompt
+    }
+    const prompt = $('needs-prompt');
+    prompt.hidden = false;
+    prompt.dataset.digit = String(needs.digit);
+    $('needs-digit').textContent = String(needs.digit);
+    $('needs-text').textContent = fill(prompt.dataset.template, { digit: needs.digit });
+    $('needs-reason').textContent = needs.reason === 'fewest drawings so far'
+      ? prompt.dataset.reasonFewest : prompt.dataset.reasonMisread;
+    if (chosenLabel() === null && pad.isEmpty()) {
+      const radio = radios.find((r) => r.value === String(needs.digit));
+      if (radio) radio.checked = true;
+      syncSave();
+    }
+
+    const growth = $('dataset-growth');
+    growth.hidden = false;
+    const recent = needs.growth.reduce((sum, day) => sum + day.drawings, 0);
+    const summary = $('growth-summary');
+    summary.textContent = fill(summary.dataset.template, { total: needs.total, confirmed: needs.confirmed, recent });
+    const most = Math.max(1, ...needs.digits.map((d) => d.drawings));
+    const rows = needs.digits.map((d) => {
+      const row = document.createElement('div');
+      row.className = 'growth-row';
+      row.dataset.digit = String(d.digit);
+      const name = document.createElement('span');
+      name.className = 'growth-digit';
+      name.textContent = String(d.digit);
+      const bar = document.createElement('progress');
+      bar.max = most;
+      bar.value = d.drawings;
+      bar.setAttribute('aria-label', `${d.digit}: ${d.drawings}`);
+      const value = document.createElement('span');
+      value.className = 'growth-value small text-body-secondary';
+      value.textContent = String(d.drawings);
+      row.append(name, bar, value);
+      return row;
+    });
+    $('growth-digits').replaceChildren(...rows);
   }
 
   syncSave();
   loadCount();
+  loadNeeds();
 })();

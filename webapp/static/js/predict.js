@@ -210,6 +210,23 @@
     rate(current, Number(button.dataset.label));
   });
 
+  // Scribbles and letters: kept out of training, and shown to admins.
+  $('rate-not-digit').addEventListener('click', async () => {
+    if (ratingControls.disabled || current === null) return;
+    const prediction = current;
+    ratingControls.disabled = true;
+    try {
+      await api.post(`/api/v1/drawings/${encodeURIComponent(prediction.id)}/not-a-digit`, {});
+      if (current !== prediction) return;
+      rating.dataset.rated = 'not-digit';
+      showAlert(alerts, 'success', 'Thank you! Flagged as not a digit: it will not be used for training.');
+    } catch (error) {
+      if (current !== prediction) return;
+      ratingControls.disabled = false;
+      showAlert(alerts, 'danger', error.message);
+    }
+  });
+
   async function rate(prediction, label) {
     ratingControls.disabled = true;
     try {

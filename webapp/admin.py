@@ -1,0 +1,169 @@
+"""The admin pages: sign-in, dashboard, review queue and dataset browser (actions go through /api/v1)."""
+
+from __future__ import annotations
+
+import math
+from datetime import date, datetime, time, timedelta, timezone
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user, login_user, logout_user
+from flask_wtf import FlaskForm
+from sqlalchemy import exists, func, select
+from sqlalchemy.orm import selectinload
+from werkzeug.security import check_password_hash
+from wtforms import PasswordField, StringField
+from wtforms.validators import DataRequired, Length
+
+from webapp import dashboard
+from webapp.auth import admin_page
+from webapp.extensions import db
+from webapp.models import SOURCES, STATUSES, Drawing, Prediction, User
+from webapp.retraining import live_run
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+REVIEW_PAGE_SIZE = 48
+DATASET_PAGE_SIZE = 96
+
+
+class LoginForm(FlaskForm):
+    username = StringField("Username", validators=[DataRequired(), Length(max=64)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=256)])
+
+
+class LogoutForm(FlaskForm):
+    pass
+
+
+def _safe_next(target: str | None) -> str:
+    # Only paths on this site: "//evil.example" and "https://..." would be open redirects.
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return url_for("admin.dashboard")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    if current_user.is_authenticated and current_user.is_admin:
+        return redirect(_safe_next(request.args.get("next")))
+    form = LoginForm()
+    status = 200
+    if form.validate_on_submit():
+        user = db.session.scalar(select(User).where(User.username == form.username.data.strip()))
+        if user is not None and user.is_admin and check_password_hash(user.password_hash, form.password.data):
+            login_user(user)
+            return redirect(_safe_next(request.args.get("next")))
+        flash(_("Wrong username or password."), "danger")
+        status = 401
+    elif request.method == "POST":
+        status = 400
+    return render_template("admin/login.html", form=form), status
+
+
+@bp.post("/logout")
+def logout():
+    form = LogoutForm()
+    if not form.validate_on_submit():
+        abort(400)
+    logout_user()
+    flash(_("You are signed out."), "info")
+    return redirect(url_for("admin.login"))
+
+
+@bp.get("/", endpoint="dashboard")
+@admin_page
+def dashboard_page():
+    versions = dashboard.versions()
+    active = {row.name: row for row in versions if row.status == "active"}
+    return render_template(
+        "admin/dashboard.html", active_nav="dashboard", counts=dashboard.counts(), versions=versions,
+        active_versions={name: row.version for name, row in active.items()},
+        rated_by_version=dashboard.rated_accuracy_by_version(), rated_chart=dashboard.rated_chart(),
+        holdout_chart=dashboard.holdout_chart(versions), live=live_run(), runs=dashboard.runs(),
+        confusions=[dashboard.confusion(name, row.version) for name, row in sorted(active.items(),
+                                                                                 key=lambda item: item[0] != "fnn")],
+        logout_form=LogoutForm())
+
+
+def _date_arg(name: str) -> date | None:
+    value = request.args.get(name, "")
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        abort(400, description=_("%(name)s must be a date like 2026-11-25", name=name))
+
+
+def _drawing_filters() -> tuple[list, dict]:
+    """The review queue's and dataset browser's filters, from the query string."""
+    args = request.args
+    filters, chosen = [], {}
+    if (label := args.get("label", "")) != "":
+        if not (len(label) == 1 and label.isdigit()):
+            abort(400, description=_("label must be a digit from 0 to 9"))
+        filters.append(Drawing.label == int(label))
+        chosen["label"] = label
+    for name, allowed in (("status", STATUSES), ("source", SOURCES)):
+        if value := args.get(name, ""):
+            if value not in allowed:
+                abort(400, description=_("%(name)s must be one of %(allowed)s", name=name, allowed=", ".join(allowed)))
+            filters.append(getattr(Drawing, name) == value)
+            chosen[name] = value
+    if args.get("not_digit") == "1":
+        filters.append(Drawing.not_digit)
+        chosen["not_digit"] = "1"
+    if args.get("disagree") == "1":
+        # Some network read something other than the given label.
+        filters.append(exists().where(Prediction.drawing_id == Drawing.id, Prediction.label != Drawing.label))
+        chosen["disagree"] = "1"
+    if since := _date_arg("since"):
+        filters.append(Drawing.created_at >= datetime.combine(since, time.min, timezone.utc))
+        chosen["since"] = since.isoformat()
+    if until := _date_arg("until"):
+        filters.append(Drawing.created_at < datetime.combine(until + timedelta(days=1), time.min, timezone.utc))
+        chosen["until"] = until.isoformat()
+    return filters, chosen
+
+
+def _page(total: int, size: int) -> tuple[int, int]:
+    text = request.args.get("page", "1")
+    if not text.isdigit() or int(text) < 1:
+        abort(400, description=_("page must be a positive integer"))
+    pages = max(1, math.ceil(total / size))
+    return min(int(text), pages), pages
+
+
+@bp.get("/review")
+@admin_page
+def review():
+    filters, chosen = _drawing_filters()
+    if "status" not in request.args:
+        filters.append(Drawing.status == "pending")
+        chosen["status"] = "pending"
+    elif not request.args["status"]:
+        chosen.pop("status", None)
+    total = db.session.scalar(select(func.count()).select_from(Drawing).where(*filters)) or 0
+    page, pages = _page(total, REVIEW_PAGE_SIZE)
+    # Oldest first: the queue is worked through in arrival order.
+    rows = db.session.scalars(select(Drawing).where(*filters).options(selectinload(Drawing.predictions))
+                              .order_by(Drawing.created_at, Drawing.id)
+                              .limit(REVIEW_PAGE_SIZE).offset((page - 1) * REVIEW_PAGE_SIZE)).all()
+    return render_template("admin/review.html", active_nav="review", rows=rows, total=total, page=page,
+                           pages=pages, chosen=chosen, statuses=STATUSES, sources=SOURCES, logout_form=LogoutForm())
+
+
+@bp.get("/dataset")
+@admin_page
+def dataset():
+    filters, chosen = _drawing_filters()
+    total = db.session.scalar(select(func.count()).select_from(Drawing).where(*filters)) or 0
+    page, pages = _page(total, DATASET_PAGE_SIZE)
+    rows = db.session.scalars(select(Drawing).where(*filters).order_by(Drawing.created_at.desc(), Drawing.id)
+                              .limit(DATASET_PAGE_SIZE).offset((page - 1) * DATASET_PAGE_SIZE)).all()
+    confirmed = db.session.scalar(select(func.count()).select_from(Drawing)
+                                  .where(Drawing.status == "confirmed", ~Drawing.not_digit)) or 0
+    return render_template("admin/dataset.html", active_nav="dataset", rows=rows, total=total, page=page,
+                           pages=pages, chosen=chosen, statuses=STATUSES, sources=SOURCES, confirmed=confirmed,
+                           logout_form=LogoutForm())

@@ -1,0 +1,192 @@
+"""What the admin dashboard shows, each a few GROUP BY queries, and the SVG charts' geometry."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+
+from sqlalchemy import case, func, select
+
+from training import MODEL_NAMES, NUM_CLASSES
+from webapp.extensions import db
+from webapp.models import SOURCES, STATUSES, Drawing, ModelVersion, Prediction, Rating, TrainingRun, utcnow
+
+RUNS_SHOWN = 20
+
+
+def counts() -> dict:
+    """Drawings by label and status, by source, and flagged; one query."""
+    by_label_status: dict = defaultdict(lambda: defaultdict(int))
+    by_source: dict = defaultdict(int)
+    by_status: dict = defaultdict(int)
+    not_digit = total = 0
+    rows = db.session.execute(
+        select(Drawing.label, Drawing.status, Drawing.source, Drawing.not_digit, func.count())
+        .group_by(Drawing.label, Drawing.status, Drawing.source, Drawing.not_digit)).all()
+    for label, status, source, flagged, count in rows:
+        total += count
+        by_status[status] += count
+        by_source[source] += count
+        if flagged:
+            not_digit += count
+        elif label is not None:
+            by_label_status[label][status] += count
+    return {"total": total, "not_digit": not_digit,
+            "by_status": {status: by_status.get(status, 0) for status in STATUSES},
+            "by_source": {source: by_source.get(source, 0) for source in SOURCES},
+            "by_label": [{"label": label, **{status: by_label_status[label].get(status, 0) for status in STATUSES}}
+                         for label in range(NUM_CLASSES)]}
+
+
+def _day(column):
+    # date() exists on SQLite and PostgreSQL and gives a 'YYYY-MM-DD' or a date either way.
+    return func.date(column)
+
+
+def _as_date(value) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+
+
+def rated_accuracy_by_day(days: int = 60) -> dict[str, list[tuple[date, int, int]]]:
+    """Per network, per day: predictions users rated, and how many were right."""
+    since = utcnow() - timedelta(days=days)
+    day = _day(Rating.created_at)
+    rows = db.session.execute(
+        select(Prediction.model_name, day, func.count(),
+               func.sum(case((Prediction.label == Rating.label, 1), else_=0)))
+        .join(Rating, Rating.drawing_id == Prediction.drawing_id)
+        .where(Rating.created_at >= since)
+        .group_by(Prediction.model_name, day).order_by(day)).all()
+    series: dict[str, list] = {name: [] for name in MODEL_NAMES}
+    for name, when, total, correct in rows:
+        series.setdefault(name, []).append((_as_date(when), int(total), int(correct or 0)))
+    return series
+
+
+def rated_accuracy_by_version() -> dict[tuple[str, int], tuple[int, int]]:
+    rows = db.session.execute(
+        select(Prediction.model_name, Prediction.model_version, func.count(),
+               func.sum(case((Prediction.label == Rating.label, 1), else_=0)))
+        .join(Rating, Rating.drawing_id == Prediction.drawing_id)
+        .group_by(Prediction.model_name, Prediction.model_version)).all()
+    return {(name, version): (int(total), int(correct or 0)) for name, version, total, correct in rows}
+
+
+def versions() -> list[ModelVersion]:
+    return db.session.scalars(select(ModelVersion).order_by(ModelVersion.name, ModelVersion.version.desc())).all()
+
+
+def confusion(name: str, version: int) -> dict:
+    """True digit (a user's or an admin's) against what ``name`` v``version`` answered."""
+    rows = db.session.execute(
+        select(Drawing.label, Prediction.label, func.count())
+        .join(Prediction, Prediction.drawing_id == Drawing.id)
+        .where(Prediction.model_name == name, Prediction.model_version == version, Drawing.label.is_not(None),
+               Drawing.status != "rejected", ~Drawing.not_digit,
+               # A contribution's label is only trusted once confirmed; a rating is the user's word.
+               (Drawing.source != "contribution") | (Drawing.status == "confirmed"))
+        .group_by(Drawing.label, Prediction.label)).all()
+    matrix = [[0] * NUM_CLASSES for _ in range(NUM_CLASSES)]
+    for true, predicted, count in rows:
+        matrix[true][predicted] += count
+    total = sum(map(sum, matrix))
+    right = sum(matrix[i][i] for i in range(NUM_CLASSES))
+    peak = max((cell for row in matrix for cell in row), default=0)
+    return {"name": name, "version": version, "matrix": matrix, "total": total,
+            "accuracy": right / total if total else None, "peak": peak}
+
+
+def runs() -> list[TrainingRun]:
+    return db.session.scalars(select(TrainingRun).order_by(TrainingRun.created_at.desc()).limit(RUNS_SHOWN)).all()
+
+
+# ---- charts -------------------------------------------------------------------------------
+
+@dataclass
+class Series:
+    name: str
+    points: list[tuple[float, float, str]] = field(default_factory=list)  # x, y in the plot; tooltip
+
+    @property
+    def polyline(self) -> str:
+        return " ".join(f"{x:.1f},{y:.1f}" for x, y, _ in self.points)
+
+
+@dataclass
+class Chart:
+    """A line chart laid out for an <svg viewBox="0 0 width height">: axes, ticks and series."""
+
+    width: int = 640
+    height: int = 240
+    left: int = 48
+    right: int = 16
+    top: int = 12
+    bottom: int = 32
+    series: list[Series] = field(default_factory=list)
+    y_ticks: list[tuple[float, str]] = field(default_factory=list)
+    x_ticks: list[tuple[float, str]] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not any(s.points for s in self.series)
+
+
+def line_chart(data: dict[str, list[tuple[datetime | date, float, str]]], *, y_floor: float | None = None) -> Chart:
+    """Accuracy (0-1) over time, one line per key; the y axis starts near the lowest value."""
+    chart = Chart()
+    values = [(when, value) for points in data.values() for when, value, _ in points]
+    if not values:
+        chart.series = [Series(name) for name in data]
+        return chart
+    stamps = [_timestamp(when) for when, _ in values]
+    x0, x1 = min(stamps), max(stamps)
+    if x1 - x0 < 86400:
+        x0, x1 = x0 - 43200, x1 + 43200
+    lowest = min(value for _, value in values)
+    y0 = y_floor if y_floor is not None else max(0.0, min(0.9, (int(lowest * 20) / 20)))
+    y1 = 1.0
+    plot_w = chart.width - chart.left - chart.right
+    plot_h = chart.height - chart.top - chart.bottom
+
+    def x_of(stamp: float) -> float:
+        return chart.left + (stamp - x0) / (x1 - x0) * plot_w
+
+    def y_of(value: float) -> float:
+        return chart.top + (1 - (value - y0) / (y1 - y0)) * plot_h
+
+    for name, points in data.items():
+        chart.series.append(Series(name, [(x_of(_timestamp(when)), y_of(value), label)
+                                          for when, value, label in points]))
+    steps = 5
+    chart.y_ticks = [(y_of(y0 + (y1 - y0) * i / steps), f"{(y0 + (y1 - y0) * i / steps) * 100:.0f}%")
+                     for i in range(steps + 1)]
+    chart.x_ticks = [(x_of(x0 + (x1 - x0) * i / 4),
+                      datetime.fromtimestamp(x0 + (x1 - x0) * i / 4, timezone.utc).strftime("%b %d"))
+                     for i in range(5)]
+    return chart
+
+
+def _timestamp(when: datetime | date) -> float:
+    if isinstance(when, datetime):
+        return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
+    return datetime(when.year, when.month, when.day, 12, tzinfo=timezone.utc).timestamp()
+
+
+def rated_chart() -> Chart:
+    series = rated_accuracy_by_day()
+    return line_chart({name.upper(): [(day, correct / total, f"{day:%b %d}: {correct}/{total} right")
+                                      for day, total, correct in points if total]
+                       for name, points in series.items()})
+
+
+def holdout_chart(rows: list[ModelVersion]) -> Chart:
+    """Each version's accuracy on the frozen user holdout when it was judged, by creation time."""
+    data: dict[str, list] = {name.upper(): [] for name in MODEL_NAMES}
+    for row in sorted(rows, key=lambda r: r.created_at):
+        value = (row.metrics or {}).get("holdout_accuracy")
+        if value is not None:
+            data.setdefault(row.name.upper(), []).append(
+                (row.created_at, float(value), f"v{row.version} ({row.status}): {float(value):.2%} "
+                                               f"on {(row.metrics or {}).get('holdout_size', '?')} drawings"))
+    return line_chart(data)
