@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import shutil
+import subprocess
 import zipfile
 from datetime import datetime, timedelta, timezone
 
@@ -157,6 +159,36 @@ def test_archives_are_written_as_a_stream(app, dataset):
             assert all(info.flag_bits & 0x08 for info in archive.infolist())
 
 
+@pytest.mark.skipif(not shutil.which("unzip"), reason="Info-ZIP unzip is not installed")
+def test_archives_pass_info_zip_integrity_test(app, dataset, tmp_path):
+    """A second, independent reader: Info-ZIP's own CRC and structure check."""
+    from webapp.dataset import DatasetExport
+
+    for fmt in ("npz", "zip"):
+        with app.app_context():
+            DatasetExport(fmt).write_to(tmp_path / f"export.{fmt}")
+        result = subprocess.run(["unzip", "-tq", str(tmp_path / f"export.{fmt}")], capture_output=True, text=True)
+        assert result.returncode == 0 and "No errors detected" in result.stdout, result.stdout + result.stderr
+
+
+def test_more_members_than_a_classic_zip_can_count():
+    """Past 65,535 members the ZIP64 end records carry the count; zipfile and unzip must read them."""
+    from webapp.dataset import ZipStream
+
+    archive = ZipStream(START)
+    data = bytearray()
+    for index in range(70_000):
+        archive.add(f"{index % 10}/{index}.txt", str(index).encode())
+        if archive.pending > 1 << 16:
+            data += archive.drain()
+    for _ in archive.finish():
+        data += archive.drain()
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as reader:
+        infos = reader.infolist()
+        assert len(infos) == 70_000
+        assert reader.read(infos[-1]) == b"69999" and infos[-1].filename == "9/69999.txt"
+
+
 def test_cli_exports_both_formats_and_replaces_the_file_atomically(runner, dataset, tmp_path, small_chunks):
     out = tmp_path / "out"
     out.mkdir()
@@ -182,7 +214,9 @@ def test_cli_refuses_a_bad_format_or_folder(runner, tmp_path):
 def test_a_failed_export_leaves_the_old_file(app, dataset, tmp_path, monkeypatch):
     from webapp import dataset as module
 
-    target = tmp_path / "digits.zip"
+    folder = tmp_path / "exports"  # tmp_path is also the app's instance folder
+    folder.mkdir()
+    target = folder / "digits.zip"
     target.write_bytes(b"the previous export")
 
     def broken(pixels):
@@ -192,7 +226,7 @@ def test_a_failed_export_leaves_the_old_file(app, dataset, tmp_path, monkeypatch
     with app.app_context(), pytest.raises(OSError):
         module.DatasetExport("zip").write_to(target)
     assert target.read_bytes() == b"the previous export"
-    assert [path.name for path in tmp_path.iterdir()] == ["digits.zip"]
+    assert [path.name for path in folder.iterdir()] == ["digits.zip"]
 
 
 def test_changes_during_an_export_do_not_show(app, dataset, small_chunks):
