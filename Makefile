@@ -7,7 +7,7 @@ PORT ?= 5000
 HOST ?= 127.0.0.1
 export INKLING_INSTANCE_PATH := $(abspath $(INSTANCE))
 
-.PHONY: run setup test install data models bench bench-accuracy bench-latency bench-http bench-continual clean
+.PHONY: run setup test install data models bench bench-accuracy bench-latency bench-http bench-continual bench-export clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,10 @@ bench-http: models
 
 bench-continual: models
 	$(BIN)/python bench/continual.py
+
+# Needs MNIST only (its digits are the drawings); `--database-url` runs it on PostgreSQL.
+bench-export: data
+	$(BIN)/python bench/export.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
