@@ -4,6 +4,8 @@
 
   const { api, showAlert } = window.Inkling;
   const alerts = document.getElementById('admin-alerts');
+  // The dashboard's sentences in the page's language; the review page needs none.
+  const text = JSON.parse(document.getElementById('admin-messages')?.textContent || '{}');
   const isTyping = (target) => target && (target.isContentEditable || /^(INPUT|SELECT|TEXTAREA)$/.test(target.tagName))
     && !(target.classList && target.classList.contains('review-select'));
 
@@ -121,7 +123,8 @@
     document.getElementById('run-progress').setAttribute('aria-valuenow', String(percent));
     const progress = run.progress || {};
     const parts = [progress.phase, progress.model && progress.model.toUpperCase(),
-      progress.epoch !== undefined && progress.epochs ? `epoch ${progress.epoch}/${progress.epochs}` : null];
+      progress.epoch !== undefined && progress.epochs
+        ? text.epoch.replace('{epoch}', progress.epoch).replace('{epochs}', progress.epochs) : null];
     document.getElementById('run-phase').textContent = parts.filter(Boolean).join(' · ');
     const result = document.getElementById('run-result');
     result.replaceChildren();

@@ -13,6 +13,8 @@
   }
 
   const isAbort = (error) => error?.name === 'AbortError';
+  // The page's language for the sentences below; base.html puts them on every page.
+  const text = JSON.parse(document.getElementById('api-messages').textContent);
 
   // The API words its errors as clauses ("nothing is drawn"); shown alone they read better as sentences.
   function sentence(text) {
@@ -37,7 +39,7 @@
       response = await fetch(url, init);
     } catch (error) {
       if (isAbort(error)) throw error; // the caller cancelled it and is not waiting for an answer
-      throw new ApiError('Could not reach Inkling. Check your connection and try again.');
+      throw new ApiError(text.unreachable);
     }
 
     let data = null;
@@ -50,12 +52,12 @@
       }
     }
     if (!response.ok) {
-      const fallback = `Inkling answered ${response.status}${response.statusText ? ` ${response.statusText}` : ''}. Please try again.`;
+      const status = `${response.status}${response.statusText ? ` ${response.statusText}` : ''}`;
+      const fallback = text.http_error.replace('{status}', status);
       throw new ApiError(sentence(data?.error) || fallback, { status: response.status, code: data?.code || `http_${response.status}` });
     }
     if (data === null) {
-      throw new ApiError('Inkling sent an answer this page cannot read. Please reload and try again.',
-        { status: response.status, code: 'bad_response' });
+      throw new ApiError(text.unreadable, { status: response.status, code: 'bad_response' });
     }
     return data;
   }
@@ -72,7 +74,7 @@
       const close = document.createElement('button');
       close.type = 'button';
       close.className = 'btn-close';
-      close.setAttribute('aria-label', 'Dismiss');
+      close.setAttribute('aria-label', text.dismiss);
       close.addEventListener('click', () => alert.remove());
       alert.append(close);
     }

@@ -4,7 +4,6 @@
 
   const { api, showAlert } = window.Inkling;
 
-  const MODEL_TITLES = { fnn: 'Fully-connected (FNN)', cnn: 'Convolutional (CNN)' };
   const STATUS_STYLES = {
     active: 'text-bg-success',
     candidate: 'text-bg-info',
@@ -20,6 +19,14 @@
 
   const $ = (id) => document.getElementById(id);
   const alerts = $('models-alerts');
+  const text = JSON.parse($('models-messages').textContent);
+  const format = (template, values) => template.replace(/\{(\w+)\}/g, (_, key) => String(values[key] ?? ''));
+  // A count's message in the page's language: forms for "one", "few" and "many", the last also standing for "other".
+  const plurals = new Intl.PluralRules(document.documentElement.lang || undefined);
+  const formOf = (forms, n) => forms[plurals.select(n)] ?? forms.many;
+  const counted = (forms, n, values = {}) => format(formOf(forms, n), { ...values, count: number.format(n) });
+  // Names, statuses and sources are the API's words; shown in the page's language when it has them.
+  const wordFor = (words, key, otherwise = key) => (Object.hasOwn(words, key) ? words[key] : otherwise);
 
   // Builds elements with textContent only: names and metrics come from the server and are never parsed as HTML.
   function el(tag, { className, text, attrs } = {}, children = []) {
@@ -31,20 +38,20 @@
     return node;
   }
 
-  const titleOf = (name) => MODEL_TITLES[name] || name.toUpperCase();
-  const humanize = (key) => key.replace(/_/g, ' ').replace(/^./, (c) => c.toUpperCase());
+  const titleOf = (name) => wordFor(text.titles, name, name.toUpperCase());
+  const humanize = (key) => wordFor(text.metrics, key, key.replace(/_/g, ' ').replace(/^./, (c) => c.toUpperCase()));
 
   function fill(container, ...children) {
     container.replaceChildren(...children);
     container.setAttribute('aria-busy', 'false');
   }
 
-  function muted(text) {
-    return el('p', { className: 'text-body-secondary', text });
+  function muted(message) {
+    return el('p', { className: 'text-body-secondary', text: message });
   }
 
-  function badge(status) {
-    return el('span', { className: `badge ${STATUS_STYLES[status] || 'text-bg-secondary'}`, text: status });
+  function badge(status, words = text.statuses) {
+    return el('span', { className: `badge ${STATUS_STYLES[status] || 'text-bg-secondary'}`, text: wordFor(words, status) });
   }
 
   function formatMetric(key, value) {
@@ -60,15 +67,20 @@
     return el('time', { attrs: { datetime: iso }, text: Number.isNaN(date.getTime()) ? iso : dateTime.format(date) });
   }
 
+  // A sentence with the count set in its own element: the text around it, in the translation's order.
+  function withCount(template, countElement) {
+    const [before, ...after] = template.split('{count}');
+    return after.length === 0 ? [template] : [before, countElement, after.join('{count}')];
+  }
+
   // --- Versions -----------------------------------------------------------------------------
 
   function versionsTable(model) {
     const versions = [...(model.versions || [])].sort((a, b) => b.version - a.version);
     const heading = el('h3', { className: 'h6 mt-3', text: titleOf(model.name) });
-    if (versions.length === 0) return [heading, muted('No versions yet.')];
+    if (versions.length === 0) return [heading, muted(text.no_versions)];
 
-    const head = el('thead', {}, [el('tr', {}, ['Version', 'Status', 'Created', 'Parent', 'MNIST accuracy',
-      'Fine-tuning samples', 'Other metrics'].map((text) => el('th', { text, attrs: { scope: 'col' } })))]);
+    const head = el('thead', {}, [el('tr', {}, text.columns.map((column) => el('th', { text: column, attrs: { scope: 'col' } })))]);
     const rows = versions.map((version) => {
       const metrics = version.metrics || {};
       const accuracy = metrics.mnist_test_accuracy;
@@ -89,7 +101,7 @@
       ]);
     });
     const table = el('table', { className: 'table table-sm table-striped align-middle mb-0', attrs: { id: `versions-${model.name}` } }, [
-      el('caption', { className: 'visually-hidden', text: `Versions of the ${titleOf(model.name)} network` }),
+      el('caption', { className: 'visually-hidden', text: format(text.versions_of, { model: titleOf(model.name) }) }),
       head,
       el('tbody', {}, rows),
     ]);
@@ -99,7 +111,7 @@
   function renderModels(data) {
     const models = data.models || [];
     if (models.length === 0) {
-      fill($('model-tables'), muted('No models have been trained yet.'));
+      fill($('model-tables'), muted(text.no_models));
       return;
     }
     fill($('model-tables'), ...models.flatMap(versionsTable));
@@ -111,22 +123,22 @@
     const rated = figures?.rated || 0;
     const body = el('div', { className: 'card-body' }, [el('h3', { className: 'h6 card-title', text: titleOf(name) })]);
     if (rated === 0 || figures.accuracy == null) {
-      body.append(muted('No ratings yet. Rate a prediction on the Draw page to start the count.'));
+      body.append(muted(text.no_ratings));
     } else {
       body.append(
         el('p', { className: 'display-6 mb-1', text: percent.format(figures.accuracy), attrs: { 'data-role': 'accuracy' } }),
         el('p', { className: 'text-body-secondary mb-0',
-          text: `right on ${number.format(figures.correct)} of ${number.format(rated)} rated drawings` }),
+          text: counted(text.right_on, rated, { correct: number.format(figures.correct) }) }),
       );
     }
     return el('div', { className: 'col' }, [el('div', { className: 'card h-100', attrs: { id: `accuracy-${name}` } }, [body])]);
   }
 
-  function countList(title, counts) {
+  function countList(title, counts, words) {
     const entries = Object.entries(counts || {}).filter(([, n]) => n > 0);
     const items = entries.length === 0
-      ? [el('li', { className: 'list-inline-item text-body-secondary', text: 'none' })]
-      : entries.map(([key, n]) => el('li', { className: 'list-inline-item' }, [badge(key), ` ${number.format(n)}`]));
+      ? [el('li', { className: 'list-inline-item text-body-secondary', text: text.none })]
+      : entries.map(([key, n]) => el('li', { className: 'list-inline-item' }, [badge(key, words), ` ${number.format(n)}`]));
     return el('div', { className: 'col-12 col-sm-6' }, [
       el('h3', { className: 'h6', text: title }),
       el('ul', { className: 'list-inline count-list mb-0' }, items),
@@ -141,14 +153,14 @@
       bar.style.width = `${(100 * n) / most}%`;
       return el('li', { className: 'prob-row' }, [
         el('span', { className: 'prob-digit', text: String(digit), attrs: { 'aria-hidden': 'true' } }),
-        el('div', { className: 'progress prob-track', attrs: { role: 'progressbar', 'aria-label': `Digit ${digit}`,
+        el('div', { className: 'progress prob-track', attrs: { role: 'progressbar', 'aria-label': format(text.digit, { digit }),
           'aria-valuemin': '0', 'aria-valuemax': String(most), 'aria-valuenow': String(n),
-          'aria-valuetext': `${number.format(n)} drawings` } }, [bar]),
+          'aria-valuetext': counted(text.drawings, n) } }, [bar]),
         el('span', { className: 'prob-value', text: number.format(n), attrs: { 'aria-hidden': 'true' } }),
       ]);
     });
     return el('div', { className: 'col-12 col-md-6' }, [
-      el('h3', { className: 'h6', text: 'By digit' }),
+      el('h3', { className: 'h6', text: text.by_digit }),
       el('ol', { className: 'prob-bars list-unstyled mb-0', attrs: { id: 'drawings-by-label' } }, rows),
     ]);
   }
@@ -161,17 +173,17 @@
     const drawings = data.drawings || {};
     const total = Number(drawings.total) || 0;
     if (total === 0) {
-      fill($('dataset-stats'), muted('No drawings collected yet. Add one on the Contribute page.'));
+      fill($('dataset-stats'), muted(text.no_drawings));
       return;
     }
     fill($('dataset-stats'),
-      el('p', {}, [el('strong', { text: number.format(total), attrs: { id: 'drawings-total' } }),
-        total === 1 ? ' drawing in all.' : ' drawings in all.']),
+      el('p', {}, withCount(formOf(text.in_all, total),
+        el('strong', { text: number.format(total), attrs: { id: 'drawings-total' } }))),
       el('div', { className: 'row g-4' }, [
         labelChart(drawings.by_label),
         el('div', { className: 'col-12 col-md-6' }, [el('div', { className: 'row g-3' }, [
-          countList('By status', drawings.by_status),
-          countList('By source', drawings.by_source),
+          countList(text.by_status, drawings.by_status, text.statuses),
+          countList(text.by_source, drawings.by_source, text.sources),
         ])]),
       ]),
     );
@@ -186,15 +198,15 @@
     if (models.status === 'fulfilled') {
       renderModels(models.value);
     } else {
-      fill($('model-tables'), muted('Model versions are unavailable.'));
-      problems.push(`Model versions could not be loaded: ${models.reason.message}`);
+      fill($('model-tables'), muted(text.versions_unavailable));
+      problems.push(format(text.versions_failed, { reason: models.reason.message }));
     }
     if (stats.status === 'fulfilled') {
       renderStats(stats.value);
     } else {
-      fill($('accuracy-cards'), el('div', { className: 'col' }, [muted('Accuracy is unavailable.')]));
-      fill($('dataset-stats'), muted('Drawing counts are unavailable.'));
-      problems.push(`Statistics could not be loaded: ${stats.reason.message}`);
+      fill($('accuracy-cards'), el('div', { className: 'col' }, [muted(text.accuracy_unavailable)]));
+      fill($('dataset-stats'), muted(text.counts_unavailable));
+      problems.push(format(text.stats_failed, { reason: stats.reason.message }));
     }
     if (problems.length > 0) showAlert(alerts, 'danger', problems.join(' '));
   }

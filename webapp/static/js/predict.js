@@ -5,10 +5,11 @@
   const { api, isAbort, showAlert, clearAlert, setUpPad } = window.Inkling;
   const MODELS = ['fnn', 'cnn'];
   const LIVE_DELAY_MS = 300;
-  const EMPTY_HINT = 'Nothing to read yet: draw a digit in the box, as large as you can.';
   const percent = new Intl.NumberFormat(undefined, { style: 'percent', maximumFractionDigits: 1 });
 
   const $ = (id) => document.getElementById(id);
+  const text = JSON.parse($('predict-messages').textContent);
+  const fill = (template, values) => template.replace(/\{(\w+)\}/g, (_, key) => String(values[key] ?? ''));
   const alerts = $('predict-alerts');
   const summary = $('prediction-summary');
   const results = $('results');
@@ -72,7 +73,7 @@
   async function predict({ live = false } = {}) {
     clearTimeout(timer);
     if (pad.isEmpty()) {
-      if (!live) showAlert(alerts, 'info', EMPTY_HINT);
+      if (!live) showAlert(alerts, 'info', text.empty_hint);
       return;
     }
     inFlight?.abort();
@@ -89,7 +90,7 @@
       if (isAbort(error) || mine !== sequence) return;
       if (error.code === 'empty_drawing') {
         resetResults();
-        showAlert(alerts, 'info', EMPTY_HINT);
+        showAlert(alerts, 'info', text.empty_hint);
       } else {
         setState(results.dataset.state === 'idle' ? 'idle' : 'stale');
         showAlert(alerts, 'danger', error.message);
@@ -118,9 +119,10 @@
     for (const model of MODELS) {
       const prediction = predictions[model];
       renderCard(model, prediction, { unavailable: !prediction });
+      const name = model.toUpperCase();
       spoken.push(prediction
-        ? `${model.toUpperCase()} says ${prediction.label}, ${percent.format(Number(prediction.confidence) || 0)} confident.`
-        : `${model.toUpperCase()} gave no answer.`);
+        ? fill(text.says, { model: name, digit: prediction.label, confidence: percent.format(Number(prediction.confidence) || 0) })
+        : fill(text.no_answer, { model: name }));
     }
     summary.textContent = spoken.join(' ');
 
@@ -140,7 +142,7 @@
     $(`${model}-label`).textContent = prediction ? String(prediction.label) : (unavailable ? '–' : '?');
     $(`${model}-confidence`).textContent = prediction
       ? percent.format(Number(prediction.confidence) || 0)
-      : (unavailable ? 'Unavailable' : '–');
+      : (unavailable ? text.unavailable : '–');
     $(`${model}-version`).textContent = prediction?.model_version != null ? `v${prediction.model_version}` : '–';
 
     const probabilities = prediction?.probabilities || [];
@@ -148,13 +150,13 @@
     for (const row of card.querySelectorAll('.prob-row')) {
       const digit = Number(row.dataset.digit);
       const p = Number(probabilities[digit]) || 0;
-      const text = prediction ? percent.format(p) : '–';
+      const value = prediction ? percent.format(p) : '–';
       row.classList.toggle('is-top', digit === top);
       row.querySelector('.prob-fill').style.width = `${(p * 100).toFixed(1)}%`;
-      row.querySelector('.prob-value').textContent = text;
+      row.querySelector('.prob-value').textContent = value;
       const track = row.querySelector('.prob-track');
       track.setAttribute('aria-valuenow', (p * 100).toFixed(1));
-      track.setAttribute('aria-valuetext', `${text}${digit === top ? ', top answer' : ''}`);
+      track.setAttribute('aria-valuetext', digit === top ? fill(text.top_answer, { value }) : value);
     }
   }
 
@@ -194,7 +196,7 @@
       $(`rate-${model}`).dataset.label = labels[model] ?? '';
       rating.querySelector(`[data-role="${model}-choice"]`).textContent = labels[model] ?? '';
     }
-    $('rating-picker-title').textContent = distinct.length === 2 ? 'Neither, it was:' : 'Wrong, it was:';
+    $('rating-picker-title').textContent = distinct.length === 2 ? text.neither : text.wrong;
     for (const button of rating.querySelectorAll('.rate-digit')) {
       // Picking a label one of the models already gave is what the buttons above are for.
       button.disabled = distinct.includes(Number(button.dataset.label));
@@ -219,7 +221,7 @@
       await api.post(`/api/v1/drawings/${encodeURIComponent(prediction.id)}/not-a-digit`, {});
       if (current !== prediction) return;
       rating.dataset.rated = 'not-digit';
-      showAlert(alerts, 'success', 'Thank you! Flagged as not a digit: it will not be used for training.');
+      showAlert(alerts, 'success', text.flagged);
     } catch (error) {
       if (current !== prediction) return;
       ratingControls.disabled = false;
@@ -244,8 +246,8 @@
 
   function thanks(label, correct) {
     const verdicts = MODELS.filter((model) => model in correct)
-      .map((model) => `${model.toUpperCase()} was ${correct[model] ? 'right' : 'wrong'}`);
-    const detail = verdicts.length ? ` ${verdicts.join(', ')}.` : '';
-    return `Thank you! Recorded as a ${label}.${detail}`;
+      .map((model) => fill(correct[model] ? text.was_right : text.was_wrong, { model: model.toUpperCase() }));
+    if (verdicts.length === 0) return fill(text.thanks, { digit: label });
+    return fill(text.thanks_verdicts, { digit: label, verdicts: verdicts.join(text.separator) });
   }
 })();
