@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime, timezone
 
 from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
 from sqlalchemy import func, select, text
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from training.preprocess import preprocess
 from webapp.extensions import db
@@ -17,6 +19,8 @@ from webapp.storage import ObjectNotFound, StorageError, get_store
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 health = Blueprint("health", __name__)
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -29,6 +33,10 @@ def iso(moment: datetime | None) -> str | None:
 
 def _json_body() -> dict:
     body = request.get_json(silent=True)
+    if request.content_length is None and getattr(request.stream, "is_exhausted", False):
+        # Werkzeug stops reading a body sent without Content-Length (chunked) at
+        # MAX_CONTENT_LENGTH and returns what it read without complaint: bigger is 413.
+        raise RequestEntityTooLarge()
     if body is None:
         raise ServiceError(400, "invalid_json", "the request body must be a JSON object")
     if not isinstance(body, dict):
@@ -45,6 +53,19 @@ def _label(value, *, required: bool = True) -> int | None:
     if type(value) is not int or not 0 <= value <= 9:
         raise ServiceError(400, "invalid_label", "label must be an integer digit from 0 to 9")
     return value
+
+
+def _client_drawing_id() -> str | None:
+    """A contribution's optional ``id``, a UUID the client made, so that sending it twice saves it once."""
+    if request.mimetype == "multipart/form-data":
+        value = request.form.get("id")
+    else:
+        value = _json_body().get("id")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _UUID.match(value.lower()):
+        raise ServiceError(400, "invalid_id", "id must be a UUID such as 3f2b1c9e-8d4a-4e6f-9b1a-2c3d4e5f6a7b")
+    return value.lower()
 
 
 def _image_and_label(*, want_label: bool):
@@ -102,8 +123,9 @@ def create_feedback(drawing_id: str):
 
 @bp.post("/drawings")
 def create_drawing():
+    drawing_id = _client_drawing_id()
     drawing, label = _image_and_label(want_label=True)
-    row = save_drawing(drawing=drawing, label=label, client_id=g.client_id)
+    row = save_drawing(drawing=drawing, label=label, client_id=g.client_id, drawing_id=drawing_id)
     body = {"id": row.id, "label": row.label, "status": row.status,
             "client_contributions": contributions_of(g.client_id)}
     response = jsonify(body)

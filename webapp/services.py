@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -33,12 +34,25 @@ class ServiceError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-def _new_drawing(*, drawing: Preprocessed, source: str, label: int | None, client_id: str | None) -> Drawing:
-    drawing_id = new_id()
+class DuplicateId(ServiceError):
+    """Another request committed a drawing under the same client-supplied id first."""
+
+    def __init__(self):
+        super().__init__(409, "id_taken", "a drawing was already saved under this id")
+
+
+def _new_drawing(*, drawing: Preprocessed, source: str, label: int | None, client_id: str | None,
+                 drawing_id: str | None = None) -> Drawing:
+    if drawing_id is None:
+        drawing_id = key = new_id()
+    else:
+        # A client-supplied id may arrive twice at once: each attempt writes its own object,
+        # so the request that loses the race never overwrites or deletes the winner's image.
+        key = f"{drawing_id}-{secrets.token_hex(4)}"
     upload = drawing.upload
     return Drawing(
         id=drawing_id, source=source, label=label, status="pending",
-        object_key=f"drawings/{drawing_id[:2]}/{drawing_id}.{EXTENSIONS[upload.mime]}",
+        object_key=f"drawings/{drawing_id[:2]}/{key}.{EXTENSIONS[upload.mime]}",
         content_type=upload.mime, sha256=sha256_bytes(upload.data), size_bytes=len(upload.data),
         width=upload.width, height=upload.height, pixels=drawing.pixels.tobytes(), client_id=client_id,
     )
@@ -62,17 +76,42 @@ def _store_then_commit(row: Drawing, data: bytes, *extra_rows) -> None:
         db.session.commit()
     except SQLAlchemyError as exc:
         db.session.rollback()
-        try:
-            store.delete(row.object_key)
-        except StorageError:
-            log.error("orphan object %s left for the reconciler", row.object_key)
+        stored_key = _stored_key(row.id) if isinstance(exc, IntegrityError) else None
+        if stored_key != row.object_key:
+            try:
+                store.delete(row.object_key)
+            except StorageError:
+                log.error("orphan object %s left for the reconciler", row.object_key)
+        if stored_key is not None:
+            raise DuplicateId() from exc
         log.warning("database write failed: %s", exc)
         raise ServiceError(503, "database_unavailable", "the database is unavailable; try again shortly") from exc
 
 
-def save_drawing(*, drawing: Preprocessed, label: int, client_id: str | None) -> Drawing:
+def _stored_key(drawing_id: str) -> str | None:
+    try:
+        return db.session.scalar(select(Drawing.object_key).where(Drawing.id == drawing_id))
+    except SQLAlchemyError:
+        db.session.rollback()
+        return None
+
+
+def _same_drawing_stored(row: Drawing) -> Drawing | None:
+    """The contribution already saved under ``row``'s client-supplied id, if ``row`` is it sent again."""
+    stored = db.session.get(Drawing, row.id)
+    if stored is None:
+        return None
+    if (stored.source, stored.sha256, stored.label) != (row.source, row.sha256, row.label):
+        raise ServiceError(409, "id_taken", "a different drawing was already saved under this id")
+    return stored
+
+
+def save_drawing(*, drawing: Preprocessed, label: int, client_id: str | None,
+                 drawing_id: str | None = None) -> Drawing:
     """Store a labelled contribution, with both models' readings (for review and the policy)."""
-    row = _new_drawing(drawing=drawing, source="contribution", label=label, client_id=client_id)
+    row = _new_drawing(drawing=drawing, source="contribution", label=label, client_id=client_id, drawing_id=drawing_id)
+    if drawing_id is not None and (stored := _same_drawing_stored(row)) is not None:
+        return stored  # sent again: the first save's answer, nothing written twice
     try:
         answers = get_registry().snapshot().predictor.predict(drawing.pixels)
     except ModelsUnavailable:  # a contribution does not need the models
@@ -82,7 +121,14 @@ def save_drawing(*, drawing: Preprocessed, label: int, client_id: str | None) ->
     reason = confirmation_for(row, cnn_label=cnn.label if cnn else None, cnn_confidence=cnn.confidence if cnn else None)
     if reason:
         confirm(row, reason=reason)
-    _store_then_commit(row, drawing.upload.data, *rows)
+    try:
+        _store_then_commit(row, drawing.upload.data, *rows)
+    except DuplicateId:
+        # The same id arrived twice at once, and the other request committed first.
+        stored = _same_drawing_stored(row)
+        if stored is None:
+            raise
+        return stored
     if reason:
         maybe_trigger_automatically()
     return row
