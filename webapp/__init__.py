@@ -121,8 +121,9 @@ def register_celery(app: Flask) -> None:
 
 
 def register_commands(app: Flask) -> None:
-    from webapp.cli import dataset_cli, models_cli, users_cli
+    from webapp.cli import dataset_cli, models_cli, storage_cli, users_cli
 
     app.cli.add_command(users_cli)
     app.cli.add_command(models_cli)
     app.cli.add_command(dataset_cli)
+    app.cli.add_command(storage_cli)

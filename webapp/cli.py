@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import click
@@ -13,11 +14,12 @@ from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 
 from webapp.extensions import db
-from webapp.models import ApiToken, ModelVersion, User, utcnow
+from webapp.models import ApiToken, Drawing, ModelVersion, User, utcnow
 from webapp.storage import get_store
 
 users_cli = AppGroup("users", help="Admin accounts and API tokens.")
 models_cli = AppGroup("models", help="Model versions in the registry.")
+storage_cli = AppGroup("storage", help="The object store against the database.")
 
 
 def hash_token(token: str) -> str:
@@ -127,3 +129,48 @@ def export_dataset(fmt: str, out: Path) -> None:
     export = DatasetExport(fmt)
     size = export.write_to(out)
     click.echo(f"{export.rows} confirmed drawings, {size:,} bytes -> {out} ({time.perf_counter() - started:.1f} s)")
+
+
+@storage_cli.command("reconcile")
+@click.option("--older-than", "older_than", type=click.IntRange(min=0), default=3600, show_default=True,
+              help="remove only orphans at least this many seconds old (a save writes its object before its row)")
+@click.option("--dry-run", is_flag=True, help="report what would be removed, remove nothing")
+def reconcile(older_than: int, dry_run: bool) -> None:
+    """Remove drawing objects no row points at; report rows whose object is missing (rows are kept)."""
+    from webapp.storage import StorageError
+
+    store = get_store()
+    cutoff = utcnow() - timedelta(seconds=older_than)
+    # Objects first, then rows: a save in flight has its object listed before its row can be
+    # missed, and young orphans are left alone anyway.
+    try:
+        objects = list(store.list("drawings/"))
+    except StorageError as exc:
+        raise click.ClickException(f"cannot list the object store: {exc}") from None
+    rows = dict(db.session.execute(select(Drawing.object_key, Drawing.id)).all())
+    listed = {obj.key for obj in objects}
+    orphans = [obj for obj in objects if obj.key not in rows]
+    old = [obj for obj in orphans if obj.modified <= cutoff]
+    removed, failed = 0, 0
+    for obj in old:
+        if dry_run:
+            click.echo(f"would remove {obj.key} ({obj.size:,} bytes, {obj.modified:%Y-%m-%d %H:%M:%S})")
+            continue
+        try:
+            store.delete(obj.key)
+            removed += 1
+            click.echo(f"removed {obj.key}")
+        except StorageError as exc:
+            failed += 1
+            click.echo(f"could not remove {obj.key}: {exc}", err=True)
+    # A row committed after the listing began has an object the listing may not show: ask again.
+    missing = sorted((drawing_id, key) for key, drawing_id in rows.items()
+                     if key not in listed and not store.exists(key))
+    for drawing_id, key in missing:
+        click.echo(f"missing object for drawing {drawing_id}: {key}")
+    click.echo(f"{len(objects)} objects, {len(rows)} rows: {len(orphans)} orphans "
+               f"({'would remove' if dry_run else 'removed'} {len(old) if dry_run else removed}, "
+               f"kept {len(orphans) - len(old)} younger than {older_than} s), "
+               f"{len(missing)} rows missing their object")
+    if failed:
+        raise click.ClickException(f"{failed} orphans could not be removed")
