@@ -7,7 +7,7 @@ PORT ?= 5000
 HOST ?= 127.0.0.1
 export INKLING_INSTANCE_PATH := $(abspath $(INSTANCE))
 
-.PHONY: run setup test install data models bench bench-accuracy bench-latency bench-http bench-continual bench-export clean
+.PHONY: run setup test install data models bench bench-accuracy bench-latency bench-http bench-continual bench-export translations clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,15 @@ bench-continual: models
 # Needs MNIST only (its digits are the drawings); `--database-url` runs it on PostgreSQL.
 bench-export: data
 	$(BIN)/python bench/export.py
+
+# The interface's messages from webapp/ into messages.pot, merged into the ja, zh and ru catalogs; new or
+# changed entries then need translating in webapp/translations/<lang>/LC_MESSAGES/messages.po.
+translations: install
+	$(BIN)/pybabel extract -F babel.cfg -k _l --project=Inkling --copyright-holder=Inkling \
+		-o webapp/translations/messages.pot .
+	for lang in ja zh ru; do \
+		$(BIN)/pybabel update -i webapp/translations/messages.pot -d webapp/translations -l $$lang --ignore-obsolete; \
+	done
 
 clean:
 	rm -rf $(VENV) .pytest_cache
