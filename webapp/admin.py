@@ -75,15 +75,13 @@ def logout():
 @admin_page
 def dashboard_page():
     versions = dashboard.versions()
-    active = {row.name: row for row in versions if row.status == "active"}
+    active = {row.name: row.version for row in versions if row.status == "active"}
+    rated = dashboard.rated_accuracy()
     return render_template(
         "admin/dashboard.html", active_nav="dashboard", counts=dashboard.counts(), versions=versions,
-        active_versions={name: row.version for name, row in active.items()},
-        rated_by_version=dashboard.rated_accuracy_by_version(), rated_chart=dashboard.rated_chart(),
-        holdout_chart=dashboard.holdout_chart(versions), live=live_run(), runs=dashboard.runs(),
-        confusions=[dashboard.confusion(name, row.version) for name, row in sorted(active.items(),
-                                                                                 key=lambda item: item[0] != "fnn")],
-        logout_form=LogoutForm())
+        active_versions=active, rated_by_version=dashboard.rated_accuracy_by_version(rated),
+        rated_chart=dashboard.rated_chart(rated), holdout_chart=dashboard.holdout_chart(versions),
+        live=live_run(), runs=dashboard.runs(), confusions=dashboard.confusions(active))
 
 
 def _date_arg(name: str) -> date | None:
@@ -151,7 +149,7 @@ def review():
                               .order_by(Drawing.created_at, Drawing.id)
                               .limit(REVIEW_PAGE_SIZE).offset((page - 1) * REVIEW_PAGE_SIZE)).all()
     return render_template("admin/review.html", active_nav="review", rows=rows, total=total, page=page,
-                           pages=pages, chosen=chosen, statuses=STATUSES, sources=SOURCES, logout_form=LogoutForm())
+                           pages=pages, chosen=chosen, statuses=STATUSES, sources=SOURCES)
 
 
 @bp.get("/dataset")
@@ -165,5 +163,4 @@ def dataset():
     confirmed = db.session.scalar(select(func.count()).select_from(Drawing)
                                   .where(Drawing.status == "confirmed", ~Drawing.not_digit)) or 0
     return render_template("admin/dataset.html", active_nav="dataset", rows=rows, total=total, page=page,
-                           pages=pages, chosen=chosen, statuses=STATUSES, sources=SOURCES, confirmed=confirmed,
-                           logout_form=LogoutForm())
+                           pages=pages, chosen=chosen, statuses=STATUSES, sources=SOURCES, confirmed=confirmed)

@@ -48,53 +48,67 @@ def _as_date(value) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
 
 
-def rated_accuracy_by_day(days: int = 60) -> dict[str, list[tuple[date, int, int]]]:
-    """Per network, per day: predictions users rated, and how many were right."""
-    since = utcnow() - timedelta(days=days)
+def rated_accuracy() -> list[tuple[str, int, date, int, int]]:
+    """Predictions users rated, and how many were right: per network, version and day (one query)."""
     day = _day(Rating.created_at)
     rows = db.session.execute(
-        select(Prediction.model_name, day, func.count(),
+        select(Prediction.model_name, Prediction.model_version, day, func.count(),
                func.sum(case((Prediction.label == Rating.label, 1), else_=0)))
         .join(Rating, Rating.drawing_id == Prediction.drawing_id)
-        .where(Rating.created_at >= since)
-        .group_by(Prediction.model_name, day).order_by(day)).all()
-    series: dict[str, list] = {name: [] for name in MODEL_NAMES}
-    for name, when, total, correct in rows:
-        series.setdefault(name, []).append((_as_date(when), int(total), int(correct or 0)))
-    return series
+        .group_by(Prediction.model_name, Prediction.model_version, day)).all()
+    return [(name, version, _as_date(when), int(total), int(correct or 0)) for name, version, when, total, correct in rows]
 
 
-def rated_accuracy_by_version() -> dict[tuple[str, int], tuple[int, int]]:
-    rows = db.session.execute(
-        select(Prediction.model_name, Prediction.model_version, func.count(),
-               func.sum(case((Prediction.label == Rating.label, 1), else_=0)))
-        .join(Rating, Rating.drawing_id == Prediction.drawing_id)
-        .group_by(Prediction.model_name, Prediction.model_version)).all()
-    return {(name, version): (int(total), int(correct or 0)) for name, version, total, correct in rows}
+def rated_accuracy_by_day(rated, days: int = 60) -> dict[str, list[tuple[date, int, int]]]:
+    since = (utcnow() - timedelta(days=days)).date()
+    totals: dict[str, dict[date, list[int]]] = {name: {} for name in MODEL_NAMES}
+    for name, _, when, total, correct in rated:
+        if when >= since:
+            entry = totals.setdefault(name, {}).setdefault(when, [0, 0])
+            entry[0] += total
+            entry[1] += correct
+    return {name: [(when, *days_[when]) for when in sorted(days_)] for name, days_ in totals.items()}
+
+
+def rated_accuracy_by_version(rated) -> dict[tuple[str, int], tuple[int, int]]:
+    totals: dict[tuple[str, int], list[int]] = {}
+    for name, version, _, total, correct in rated:
+        entry = totals.setdefault((name, version), [0, 0])
+        entry[0] += total
+        entry[1] += correct
+    return {key: (total, correct) for key, (total, correct) in totals.items()}
 
 
 def versions() -> list[ModelVersion]:
     return db.session.scalars(select(ModelVersion).order_by(ModelVersion.name, ModelVersion.version.desc())).all()
 
 
-def confusion(name: str, version: int) -> dict:
-    """True digit (a user's or an admin's) against what ``name`` v``version`` answered."""
-    rows = db.session.execute(
-        select(Drawing.label, Prediction.label, func.count())
-        .join(Prediction, Prediction.drawing_id == Drawing.id)
-        .where(Prediction.model_name == name, Prediction.model_version == version, Drawing.label.is_not(None),
-               Drawing.status != "rejected", ~Drawing.not_digit,
-               # A contribution's label is only trusted once confirmed; a rating is the user's word.
-               (Drawing.source != "contribution") | (Drawing.status == "confirmed"))
-        .group_by(Drawing.label, Prediction.label)).all()
-    matrix = [[0] * NUM_CLASSES for _ in range(NUM_CLASSES)]
-    for true, predicted, count in rows:
-        matrix[true][predicted] += count
-    total = sum(map(sum, matrix))
-    right = sum(matrix[i][i] for i in range(NUM_CLASSES))
-    peak = max((cell for row in matrix for cell in row), default=0)
-    return {"name": name, "version": version, "matrix": matrix, "total": total,
-            "accuracy": right / total if total else None, "peak": peak}
+def confusions(active: dict[str, int]) -> list[dict]:
+    """Per active version: true digit (a user's or an admin's) against what it answered; one query."""
+    if not active:
+        return []
+    matrices = {name: [[0] * NUM_CLASSES for _ in range(NUM_CLASSES)] for name in active}
+    for name, version in active.items():
+        # One query per network: plain equalities let the planner start from ix_predictions_version.
+        rows = db.session.execute(
+            select(Drawing.label, Prediction.label, func.count())
+            .select_from(Prediction).join(Drawing, Drawing.id == Prediction.drawing_id)
+            .where(Prediction.model_name == name, Prediction.model_version == version,
+                   Drawing.label.is_not(None), Drawing.status != "rejected", ~Drawing.not_digit,
+                   # A contribution's label is only trusted once confirmed; a rating is the user's word.
+                   (Drawing.source != "contribution") | (Drawing.status == "confirmed"))
+            .group_by(Drawing.label, Prediction.label)).all()
+        for actual, predicted, count in rows:
+            matrices[name][actual][predicted] += count
+    result = []
+    for name in sorted(active, key=lambda key: MODEL_NAMES.index(key) if key in MODEL_NAMES else 99):
+        matrix = matrices[name]
+        total = sum(map(sum, matrix))
+        right = sum(matrix[i][i] for i in range(NUM_CLASSES))
+        result.append({"name": name, "version": active[name], "matrix": matrix, "total": total,
+                       "accuracy": right / total if total else None,
+                       "peak": max(cell for row in matrix for cell in row)})
+    return result
 
 
 def runs() -> list[TrainingRun]:
@@ -173,8 +187,8 @@ def _timestamp(when: datetime | date) -> float:
     return datetime(when.year, when.month, when.day, 12, tzinfo=timezone.utc).timestamp()
 
 
-def rated_chart() -> Chart:
-    series = rated_accuracy_by_day()
+def rated_chart(rated) -> Chart:
+    series = rated_accuracy_by_day(rated)
     return line_chart({name.upper(): [(day, correct / total, f"{day:%b %d}: {correct}/{total} right")
                                       for day, total, correct in points if total]
                        for name, points in series.items()})

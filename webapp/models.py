@@ -33,6 +33,8 @@ class Drawing(db.Model):
     """
 
     __tablename__ = "drawings"
+    # Covers the dashboard's counts (a GROUP BY over all drawings) without touching the table.
+    __table_args__ = (Index("ix_drawings_counts", "source", "status", "label", "not_digit"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
@@ -65,7 +67,11 @@ class Prediction(db.Model):
     """One model's answer for one drawing."""
 
     __tablename__ = "predictions"
-    __table_args__ = (UniqueConstraint("drawing_id", "model_name"),)
+    __table_args__ = (
+        UniqueConstraint("drawing_id", "model_name"),
+        # One version's answers (the dashboard's confusion matrices) without a scan of them all.
+        Index("ix_predictions_version", "model_name", "model_version", "drawing_id", "label"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     drawing_id: Mapped[str] = mapped_column(ForeignKey("drawings.id", ondelete="CASCADE"), index=True)

@@ -1,4 +1,4 @@
-"""drawings flagged as not a digit
+"""drawings flagged as not a digit; indexes for the dashboard
 
 Revision ID: 0004
 Revises: 0003
@@ -19,9 +19,16 @@ def upgrade():
     with op.batch_alter_table('drawings', schema=None) as batch_op:
         batch_op.add_column(sa.Column('not_digit', sa.Boolean(), server_default=sa.text('false'), nullable=False))
         batch_op.create_index(batch_op.f('ix_drawings_not_digit'), ['not_digit'], unique=False)
+        batch_op.create_index('ix_drawings_counts', ['source', 'status', 'label', 'not_digit'], unique=False)
+    with op.batch_alter_table('predictions', schema=None) as batch_op:
+        batch_op.create_index('ix_predictions_version', ['model_name', 'model_version', 'drawing_id', 'label'],
+                              unique=False)
 
 
 def downgrade():
+    with op.batch_alter_table('predictions', schema=None) as batch_op:
+        batch_op.drop_index('ix_predictions_version')
     with op.batch_alter_table('drawings', schema=None) as batch_op:
+        batch_op.drop_index('ix_drawings_counts')
         batch_op.drop_index(batch_op.f('ix_drawings_not_digit'))
         batch_op.drop_column('not_digit')

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 
 from webapp.extensions import db
-from webapp.models import Drawing, Prediction, User
+from webapp.models import Drawing, User
 
 PAGES = ["/admin/", "/admin/review", "/admin/dataset"]
 PASSWORD = "long enough"

@@ -279,3 +279,76 @@ def test_a_finger_draws_without_scrolling_the_page_on_a_phone(app, live_server, 
     swipe(cdp, [start, (start[0], start[1] - 200)])
     page.wait_for_function(f"window.scrollY > {scroll_before}", timeout=WAIT_MS)
     assert not errors, "\n".join(errors)
+
+
+def test_an_admin_reviews_with_the_keyboard_and_watches_a_retrain_to_its_end(app, live_server, desktop, monkeypatch):
+    from training.devset import generate
+    from webapp.retraining import execute_run
+    from workers import tasks
+
+    # The run's body is the real one, in a thread of this process instead of a Celery worker
+    # (test_celery covers the worker); the page cannot tell the difference.
+    def apply_async(args=None, **kwargs):
+        def body():
+            with app.app_context():
+                execute_run(args[0])
+        threading.Thread(target=body, daemon=True).start()
+
+        class Result:
+            id = "in-process"
+        return Result()
+
+    monkeypatch.setattr(tasks.fine_tune_models, "apply_async", apply_async)
+    app.config.update(FINETUNE_EPOCHS=1, FINETUNE_MNIST_MINIMUM=500, RETRAIN_EVERY=0)
+    client = app.test_client()
+    from training.mnist import load_mnist
+
+    mnist = load_mnist()
+    drawings = generate(mnist.x_test[:200], mnist.y_test[:200], per_variant=2, seed=5)[:24]
+    for drawing in drawings:
+        assert client.post("/api/v1/drawings", json={"image": drawing.data_url, "label": drawing.label}).status_code == 201
+    app.test_cli_runner().invoke(args=["users", "create-admin", "root", "--password", "long enough"])
+
+    page = desktop.new_page()
+    errors = watch_for_errors(page)
+    page.goto(f"{live_server}/admin/review")
+    expect(page).to_have_url(re.compile(r"/admin/login\?next="))
+    page.fill("#username", "root")
+    page.fill("#password", "long enough")
+    page.click("#login-button")
+    expect(page).to_have_url(re.compile(r"/admin/review$"))
+    cards = page.locator(".review-card")
+    expect(cards).to_have_count(len(drawings))
+
+    # c confirms the focused drawing and moves on; a digit relabels and confirms; r rejects.
+    page.keyboard.press("c")
+    expect(cards.nth(0)).to_have_class(re.compile("is-done"))
+    expect(cards.nth(1)).to_have_class(re.compile("is-current"))
+    relabel = (drawings[1].label + 1) % 10
+    page.keyboard.press(str(relabel))
+    expect(cards.nth(1)).to_have_attribute("data-status", "confirmed")
+    page.keyboard.press("r")
+    expect(cards.nth(2)).to_have_attribute("data-status", "rejected")
+    # The rest in one go: select all that are left, confirm them.
+    page.keyboard.press("a")
+    page.keyboard.press("Shift+C")
+    expect(page.locator(".review-card.is-done")).to_have_count(len(drawings))
+    with app.app_context():
+        rows = {row.id: row for row in db.session.scalars(select(Drawing))}
+        statuses = [rows[card.get_attribute("data-id")].status for card in cards.all()]
+        assert statuses.count("rejected") == 1 and statuses.count("confirmed") == len(drawings) - 1
+        assert rows[cards.nth(1).get_attribute("data-id")].label == relabel
+
+    page.click("[data-nav=dashboard]")
+    expect(page.locator("#count-confirmed")).to_have_text(str(len(drawings) - 1))
+    page.click("#retrain-button")
+    expect(page.locator("#retrain-button")).to_be_disabled()
+    expect(page.locator("#run-panel")).to_be_visible()
+    # Progress is shown while it runs; the panel records how the run ended.
+    expect(page.locator("#run-panel")).to_have_attribute("data-finished", re.compile("succeeded|rejected"),
+                                                         timeout=240_000)
+    expect(page.locator("#run-bar")).to_have_text("100%")
+    expect(page.locator("#run-result [data-model=cnn]")).to_contain_text(re.compile("promoted|rejected"))
+    expect(page.locator("#retrain-button")).to_be_enabled()
+    page.screenshot(path=str(screenshot_dir() / "admin-dashboard.png"), full_page=True)
+    assert not errors, errors
