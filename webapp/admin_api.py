@@ -15,26 +15,68 @@ from webapp.services import ServiceError
 bp = Blueprint("admin_api", __name__, url_prefix="/api/v1")
 
 
+MAX_REVIEW_BATCH = 500
+
+
+def _review(row: Drawing, item: dict) -> None:
+    """Apply one admin decision: confirm (optionally relabelled), reject, or reject as not a digit."""
+    status = item.get("status")
+    if status not in ("confirmed", "rejected"):
+        raise ServiceError(400, "invalid_status", "status must be 'confirmed' or 'rejected'")
+    not_digit = item.get("not_digit", False)
+    if not isinstance(not_digit, bool):
+        raise ServiceError(400, "invalid_not_digit", "not_digit must be true or false")
+    if "label" in item:
+        row.label = _label(item["label"])
+    if status == "confirmed":
+        if row.label is None:
+            raise ServiceError(400, "invalid_label", "an unlabelled drawing needs a label to be confirmed")
+        # An admin who confirms a digit overrules a "not a digit" flag.
+        row.not_digit = False
+        confirm(row, reason="confirmed by an admin")
+    else:
+        row.not_digit = row.not_digit or not_digit
+        reject(row, reason="not a digit (admin)" if not_digit else "rejected by an admin")
+
+
 @bp.post("/drawings/<drawing_id>/review")
 @admin_required
 def review_drawing(drawing_id: str):
     body = _json_body()
-    status = body.get("status")
-    if status not in ("confirmed", "rejected"):
-        raise ServiceError(400, "invalid_status", "status must be 'confirmed' or 'rejected'")
     row = get_or_404(Drawing, drawing_id, "drawing")
-    if "label" in body:
-        row.label = _label(body["label"])
-    if status == "confirmed":
-        if row.label is None:
-            raise ServiceError(400, "invalid_label", "an unlabelled drawing needs a label to be confirmed")
-        confirm(row, reason="confirmed by an admin")
-    else:
-        reject(row, reason="rejected by an admin")
+    _review(row, body)
     db.session.commit()
-    if status == "confirmed":
+    if row.status == "confirmed":
         maybe_trigger_automatically()
     return jsonify(drawing_json(row) | {"holdout": row.holdout})
+
+
+@bp.post("/drawings/review")
+@admin_required
+def review_drawings():
+    """Many decisions in one transaction (the review queue's bulk actions): all or none."""
+    items = _json_body().get("items")
+    if not isinstance(items, list) or not items or not all(isinstance(item, dict) for item in items):
+        raise ServiceError(400, "invalid_items", "items must be a non-empty list of {id, status, label?}")
+    if len(items) > MAX_REVIEW_BATCH:
+        raise ServiceError(400, "invalid_items", f"at most {MAX_REVIEW_BATCH} drawings at a time")
+    ids = [item.get("id") for item in items]
+    if not all(isinstance(drawing_id, str) for drawing_id in ids) or len(set(ids)) != len(ids):
+        raise ServiceError(400, "invalid_items", "each item needs a distinct drawing id")
+    rows = {row.id: row for row in db.session.scalars(select(Drawing).where(Drawing.id.in_(ids)))}
+    if missing := [drawing_id for drawing_id in ids if drawing_id not in rows]:
+        raise ServiceError(404, "not_found", f"no drawing with id {missing[0]}")
+    try:
+        for item in items:
+            _review(rows[item["id"]], item)
+    except ServiceError:
+        db.session.rollback()
+        raise
+    db.session.commit()
+    if any(row.status == "confirmed" for row in rows.values()):
+        maybe_trigger_automatically()
+    return jsonify({"items": [drawing_json(rows[drawing_id]) | {"holdout": rows[drawing_id].holdout}
+                              for drawing_id in ids]})
 
 
 @bp.post("/training-runs")
