@@ -48,6 +48,12 @@ def register_extensions(app: Flask) -> None:
     migrate.init_app(app, db, directory=str(MIGRATIONS), render_as_batch=True)
     bootstrap.init_app(app)
     from webapp import models  # noqa: F401  (registers the tables on db.metadata)
+    from webapp.auth import init_login
+    from webapp.i18n import init_i18n
+
+    init_login(app)
+    csrf.init_app(app)
+    init_i18n(app)
 
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         from sqlalchemy import event
@@ -63,6 +69,10 @@ def register_extensions(app: Flask) -> None:
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=5000")
+            # SQLite's advice for long-lived connections: refresh the planner's statistics where
+            # tables changed a lot (bounded work), or big joins such as the dashboard's go astray.
+            cursor.execute("PRAGMA analysis_limit=400")
+            cursor.execute("PRAGMA optimize=0x10002")
             cursor.close()
 
 
@@ -78,12 +88,18 @@ def register_services(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from webapp import admin_api, api, pages
+    from webapp import admin, admin_api, api, pages
+    from webapp.extensions import csrf
 
     app.register_blueprint(pages.bp)
+    app.register_blueprint(admin.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(admin_api.bp)
     app.register_blueprint(api.health)
+    # The JSON API carries no session authority (admin calls with a session are checked in
+    # auth.admin_required); forms and session-authenticated calls get CSRF.
+    csrf.exempt(api.bp)
+    csrf.exempt(admin_api.bp)
 
 
 def register_client_id(app: Flask) -> None:
