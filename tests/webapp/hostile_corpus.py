@@ -160,7 +160,8 @@ def bad_images() -> list[Case]:
         Case("JSON sent as text/plain", b'{"image": "' + data_url(valid).encode() + b'"}', (400,),
              content_type="text/plain"),
         Case("JSON with a NaN", b'{"image": NaN, "label": 1}', (400,)),
-        Case("multipart without the file", b"--x\r\nContent-Disposition: form-data; name=\"label\"\r\n\r\n1\r\n--x--\r\n",
+        Case("multipart without the file",
+             b"--x\r\nContent-Disposition: form-data; name=\"label\"\r\n\r\n1\r\n--x--\r\n",
              (400,), content_type="multipart/form-data; boundary=x"),
         Case("multipart HTML file", b"--x\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\n"
              b"Content-Type: image/png\r\n\r\n" + html + b"\r\n--x\r\nContent-Disposition: form-data; name=\"label\""
