@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
-from sqlalchemy import func, select, text
+from sqlalchemy import case, func, select, text
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from training.preprocess import preprocess
 from webapp.extensions import db
 from webapp.models import SOURCES, STATUSES, Drawing, ModelVersion, Prediction, Rating
 from webapp.registry import ModelsUnavailable, get_registry
-from webapp.services import ServiceError, contributions_of, predict_drawing, record_feedback, save_drawing
+from webapp.services import (ServiceError, contributions_of, flag_not_digit, predict_drawing, record_feedback,
+                             save_drawing)
 from webapp.storage import ObjectNotFound, StorageError, get_store
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -92,7 +93,7 @@ def _image_and_label(*, want_label: bool):
 
 def drawing_json(row: Drawing) -> dict:
     return {
-        "id": row.id, "label": row.label, "status": row.status, "source": row.source,
+        "id": row.id, "label": row.label, "status": row.status, "source": row.source, "not_digit": row.not_digit,
         "created": iso(row.created_at), "content_type": row.content_type, "size_bytes": row.size_bytes,
         "width": row.width, "height": row.height, "sha256": row.sha256,
         "image_url": url_for("api.drawing_image", drawing_id=row.id),
@@ -121,16 +122,34 @@ def create_feedback(drawing_id: str):
     return jsonify({"id": drawing_id, "label": rating.label, "correct": correct}), 201
 
 
+def _not_digit_flag() -> bool:
+    """A contribution's optional ``not_digit``: JSON true/false, or "true"/"false" in a form."""
+    if request.mimetype == "multipart/form-data":
+        value = {"true": True, "false": False, None: False}.get(request.form.get("not_digit"), None)
+    else:
+        value = _json_body().get("not_digit", False)
+    if not isinstance(value, bool):
+        raise ServiceError(400, "invalid_not_digit", "not_digit must be true or false")
+    return value
+
+
 @bp.post("/drawings")
 def create_drawing():
+    not_digit = _not_digit_flag()
     drawing_id = _client_drawing_id()
-    drawing, label = _image_and_label(want_label=True)
-    row = save_drawing(drawing=drawing, label=label, client_id=g.client_id, drawing_id=drawing_id)
-    body = {"id": row.id, "label": row.label, "status": row.status,
+    drawing, label = _image_and_label(want_label=not not_digit)
+    row = save_drawing(drawing=drawing, label=label, client_id=g.client_id, not_digit=not_digit, drawing_id=drawing_id)
+    body = {"id": row.id, "label": row.label, "status": row.status, "not_digit": row.not_digit,
             "client_contributions": contributions_of(g.client_id)}
     response = jsonify(body)
     response.headers["Location"] = url_for("api.get_drawing", drawing_id=row.id)
     return response, 201
+
+
+@bp.post("/drawings/<drawing_id>/not-a-digit")
+def flag_drawing(drawing_id: str):
+    row = flag_not_digit(drawing_id=drawing_id, client_id=g.client_id)
+    return jsonify({"id": row.id, "not_digit": row.not_digit, "status": row.status})
 
 
 @bp.get("/drawings")
@@ -218,6 +237,47 @@ def stats():
                     "accuracy": accuracy})
 
 
+@bp.get("/dataset/needs")
+def dataset_needs():
+    """Which digit the dataset needs most, for the contribute page's "draw a 7" prompt.
+
+    Need is (1 + how often users say the networks got that digit wrong) / (usable drawings + 1):
+    the rarest digit comes first, and among similar counts the one the networks miss most.
+    Usable means labelled, not rejected and not flagged, so the prompt moves on as soon as
+    drawings arrive rather than waiting for review.
+    """
+    usable = dict(db.session.execute(
+        select(Drawing.label, func.count()).where(Drawing.label.is_not(None), Drawing.status != "rejected",
+                                                  ~Drawing.not_digit).group_by(Drawing.label)).all())
+    confirmed = dict(db.session.execute(
+        select(Drawing.label, func.count()).where(Drawing.status == "confirmed", ~Drawing.not_digit)
+        .group_by(Drawing.label)).all())
+    missed = {label: (int(total), int(wrong or 0)) for label, total, wrong in db.session.execute(
+        select(Rating.label, func.count(), func.sum(case((Prediction.label != Rating.label, 1), else_=0)))
+        .join(Prediction, Prediction.drawing_id == Rating.drawing_id)
+        .group_by(Rating.label)).all()}
+    digits = []
+    for digit in range(10):
+        total, wrong = missed.get(digit, (0, 0))
+        error_rate = wrong / total if total else 0.0
+        digits.append({"digit": digit, "drawings": int(usable.get(digit, 0)), "confirmed": int(confirmed.get(digit, 0)),
+                       "error_rate": round(error_rate, 4),
+                       "need": (1 + error_rate) / (int(usable.get(digit, 0)) + 1)})
+    best = max(digits, key=lambda entry: (entry["need"], -entry["digit"]))
+    reason = ("fewest drawings so far" if best["error_rate"] == 0 or
+              best["drawings"] == min(entry["drawings"] for entry in digits) else "the networks often misread it")
+    since = datetime.now(timezone.utc) - timedelta(days=14)
+    day = func.date(Drawing.created_at)
+    growth = [{"day": str(when)[:10], "drawings": int(count)} for when, count in db.session.execute(
+        select(day, func.count()).where(Drawing.source == "contribution", Drawing.created_at >= since)
+        .group_by(day).order_by(day)).all()]
+    return jsonify({"digit": best["digit"], "reason": reason,
+                    "total": sum(entry["drawings"] for entry in digits),
+                    "confirmed": sum(entry["confirmed"] for entry in digits),
+                    "digits": [{key: value for key, value in entry.items() if key != "need"} for entry in digits],
+                    "growth": growth})
+
+
 @bp.get("/me")
 def me():
     return jsonify({"client_id": g.client_id, "contributions": contributions_of(g.client_id)})
@@ -225,10 +285,25 @@ def me():
 
 @health.get("/healthz")
 def healthz():
+    """Readiness of this process: the database answers at the schema this code expects, the
+    object store answers, and the active models are loaded here. 503 when one is not."""
+    import os
+
+    from alembic.script import ScriptDirectory
+
+    from webapp import MIGRATIONS
+
     checks, healthy = {}, True
     try:
-        db.session.execute(text("SELECT 1"))
-        checks["database"] = {"ok": True}
+        # Read directly: alembic's MigrationContext would log two lines on every probe.
+        revision = db.session.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        if "inkling.schema_head" not in current_app.extensions:  # the scripts are read once
+            current_app.extensions["inkling.schema_head"] = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+        head = current_app.extensions["inkling.schema_head"]
+        checks["database"] = {"ok": revision == head, "revision": revision}
+        if revision != head:  # the release phase (`flask db upgrade`) has not run yet
+            checks["database"]["error"] = f"schema at {revision}, this code expects {head}; run `flask db upgrade`"
+            healthy = False
     except Exception as exc:
         db.session.rollback()
         checks["database"], healthy = {"ok": False, "error": exc.__class__.__name__}, False
@@ -244,4 +319,7 @@ def healthz():
             checks["models"]["warning"] = registry.last_error
     except ModelsUnavailable as exc:
         checks["models"], healthy = {"ok": False, "error": str(exc)}, False
-    return jsonify({"status": "ok" if healthy else "unavailable", "checks": checks}), 200 if healthy else 503
+    # The pid says which web worker answered: each loads its own models.
+    response = jsonify({"status": "ok" if healthy else "unavailable", "pid": os.getpid(), "checks": checks})
+    response.headers["Cache-Control"] = "no-store"
+    return response, 200 if healthy else 503

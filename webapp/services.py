@@ -17,7 +17,7 @@ from training.versions import sha256_bytes
 from webapp.extensions import db
 from webapp.models import Drawing, Prediction, Rating, new_id
 from webapp.registry import ModelsUnavailable, get_registry
-from webapp.retraining import confirm, confirmation_for, maybe_trigger_automatically
+from webapp.retraining import confirm, confirmation_for, maybe_trigger_automatically, reject
 from webapp.storage import StorageError, get_store
 
 log = logging.getLogger(__name__)
@@ -106,10 +106,16 @@ def _same_drawing_stored(row: Drawing) -> Drawing | None:
     return stored
 
 
-def save_drawing(*, drawing: Preprocessed, label: int, client_id: str | None,
-                 drawing_id: str | None = None) -> Drawing:
-    """Store a labelled contribution, with both models' readings (for review and the policy)."""
-    row = _new_drawing(drawing=drawing, source="contribution", label=label, client_id=client_id, drawing_id=drawing_id)
+def save_drawing(*, drawing: Preprocessed, label: int | None, client_id: str | None,
+                 not_digit: bool = False, drawing_id: str | None = None) -> Drawing:
+    """Store a labelled contribution, with both models' readings (for review and the policy).
+
+    A contribution flagged ``not_digit`` has no label and is never confirmed: admins see it,
+    training never does.
+    """
+    row = _new_drawing(drawing=drawing, source="contribution", label=None if not_digit else label,
+                       client_id=client_id, drawing_id=drawing_id)
+    row.not_digit = not_digit
     if drawing_id is not None and (stored := _same_drawing_stored(row)) is not None:
         return stored  # sent again: the first save's answer, nothing written twice
     try:
@@ -118,7 +124,8 @@ def save_drawing(*, drawing: Preprocessed, label: int, client_id: str | None,
         answers = {}
     rows = [_prediction_row(row.id, name, answer) for name, answer in answers.items()]
     cnn = answers.get("cnn")
-    reason = confirmation_for(row, cnn_label=cnn.label if cnn else None, cnn_confidence=cnn.confidence if cnn else None)
+    reason = None if not_digit else confirmation_for(
+        row, cnn_label=cnn.label if cnn else None, cnn_confidence=cnn.confidence if cnn else None)
     if reason:
         confirm(row, reason=reason)
     try:
@@ -240,3 +247,17 @@ def contributions_of(client_id: str | None) -> int:
         return 0
     return db.session.scalar(select(func.count()).select_from(Drawing).where(
         Drawing.client_id == client_id, Drawing.source == "contribution")) or 0
+
+
+def flag_not_digit(*, drawing_id: str, client_id: str | None) -> Drawing:
+    """The person who drew it says it is not a digit: out of training, into the admins' queue."""
+    row = db.session.get(Drawing, drawing_id)
+    # Only the drawer's own drawings: anyone else's id is as good as unknown.
+    if row is None or not client_id or row.client_id != client_id:
+        raise ServiceError(404, "not_found", "no drawing of yours with that id")
+    if not row.not_digit:
+        row.not_digit = True
+        if row.status == "confirmed":
+            reject(row, reason="flagged as not a digit by its author")
+        db.session.commit()
+    return row
