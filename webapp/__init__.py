@@ -25,6 +25,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     register_extensions(app)
     register_services(app)
     register_blueprints(app)
+    register_security(app)
     register_client_id(app)
     register_error_handlers(app)
     register_commands(app)
@@ -100,6 +101,12 @@ def register_blueprints(app: Flask) -> None:
     # auth.admin_required); forms and session-authenticated calls get CSRF.
     csrf.exempt(api.bp)
     csrf.exempt(admin_api.bp)
+
+
+def register_security(app: Flask) -> None:
+    from webapp.security import init_security
+
+    init_security(app)
 
 
 def register_client_id(app: Flask) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from datetime import date, datetime, time, timedelta, timezone
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 from flask_wtf import FlaskForm
@@ -17,7 +17,7 @@ from wtforms.validators import DataRequired, Length
 
 from webapp import dashboard
 from webapp.auth import admin_page
-from webapp.extensions import db
+from webapp.extensions import db, limiter
 from webapp.models import SOURCES, STATUSES, Drawing, Prediction, User
 from webapp.retraining import live_run
 
@@ -44,6 +44,8 @@ def _safe_next(target: str | None) -> str:
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(lambda: current_app.config["RATE_LIMIT_LOGIN"], methods=["POST"],
+               deduct_when=lambda response: response.status_code == 401)
 def login():
     if current_user.is_authenticated and current_user.is_admin:
         return redirect(_safe_next(request.args.get("next")))

@@ -11,7 +11,7 @@ from sqlalchemy import case, func, select, text
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from training.preprocess import preprocess
-from webapp.extensions import db
+from webapp.extensions import db, limiter
 from webapp.models import SOURCES, STATUSES, Drawing, ModelVersion, Prediction, Rating
 from webapp.registry import ModelsUnavailable, get_registry
 from webapp.services import (ServiceError, contributions_of, flag_not_digit, predict_drawing, record_feedback,
@@ -103,6 +103,7 @@ def drawing_json(row: Drawing) -> dict:
 
 
 @bp.post("/predictions")
+@limiter.limit(lambda: current_app.config["RATE_LIMIT_PREDICTIONS"])
 def create_prediction():
     drawing, _ = _image_and_label(want_label=False)
     drawing_id, answers = predict_drawing(drawing=drawing, client_id=g.client_id)
@@ -116,6 +117,7 @@ def create_prediction():
 
 
 @bp.post("/predictions/<drawing_id>/feedback")
+@limiter.limit(lambda: current_app.config["RATE_LIMIT_FEEDBACK"])
 def create_feedback(drawing_id: str):
     label = _label(_json_body().get("label"))
     rating, correct = record_feedback(drawing_id=drawing_id, label=label, client_id=g.client_id)
@@ -134,6 +136,7 @@ def _not_digit_flag() -> bool:
 
 
 @bp.post("/drawings")
+@limiter.limit(lambda: current_app.config["RATE_LIMIT_CONTRIBUTIONS"])
 def create_drawing():
     not_digit = _not_digit_flag()
     drawing_id = _client_drawing_id()
@@ -147,6 +150,7 @@ def create_drawing():
 
 
 @bp.post("/drawings/<drawing_id>/not-a-digit")
+@limiter.limit(lambda: current_app.config["RATE_LIMIT_FEEDBACK"])
 def flag_drawing(drawing_id: str):
     row = flag_not_digit(drawing_id=drawing_id, client_id=g.client_id)
     return jsonify({"id": row.id, "not_digit": row.not_digit, "status": row.status})

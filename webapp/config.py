@@ -83,4 +83,26 @@ def from_environment(environ=os.environ) -> dict:
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": _bool(environ.get("SESSION_COOKIE_SECURE"), env == "production"),
+        # Abuse (issue #7). Heroku's router is one proxy hop; elsewhere nothing is in front.
+        "PROXY_HOPS": int(environ.get("PROXY_HOPS", 1 if env == "production" else 0)),
+        # HTTPS redirect and HSTS; a loopback production run (make prod-smoke) turns them off.
+        "FORCE_HTTPS": _bool(environ.get("FORCE_HTTPS"), env == "production"),
+        "RATELIMIT_ENABLED": _bool(environ.get("RATELIMIT_ENABLED"), True),
+        "RATELIMIT_STORAGE_URI": environ.get("RATELIMIT_STORAGE_URI") or environ.get("REDIS_URL") or "memory://",
+        # A Redis hiccup must not take the site down: count in memory until it is back.
+        "RATELIMIT_SWALLOW_ERRORS": True,
+        "RATELIMIT_HEADERS_ENABLED": True,
+        "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
+        "RATE_LIMIT_PREDICTIONS": environ.get("RATE_LIMIT_PREDICTIONS", "120/minute"),
+        "RATE_LIMIT_CONTRIBUTIONS": environ.get("RATE_LIMIT_CONTRIBUTIONS", "30/minute;500/day"),
+        "RATE_LIMIT_FEEDBACK": environ.get("RATE_LIMIT_FEEDBACK", "60/minute"),
+        # Failed sign-ins only: the eleventh wrong password in 15 minutes gets 429.
+        "RATE_LIMIT_LOGIN": environ.get("RATE_LIMIT_LOGIN", "10 per 15 minutes"),
+        # A client whose labels the CNN confidently contradicts this often (over at least
+        # QUARANTINE_MIN_LABELS drawings) is quarantined: nothing of theirs is confirmed by the
+        # policy, and what it already confirmed goes back to review.
+        "QUARANTINE_MIN_LABELS": int(environ.get("QUARANTINE_MIN_LABELS", 10)),
+        "QUARANTINE_DISAGREEMENT": float(environ.get("QUARANTINE_DISAGREEMENT", 0.3)),
+        # At most this many of one client's drawings confirmed by the policy per day.
+        "AUTO_CONFIRM_DAILY_CAP": int(environ.get("AUTO_CONFIRM_DAILY_CAP", 100)),
     }

@@ -4,6 +4,8 @@ from datetime import datetime
 
 from flask_babel import Babel
 from flask_bootstrap import Bootstrap5
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -32,3 +34,6 @@ bootstrap = Bootstrap5()
 login_manager = LoginManager()
 csrf = CSRFProtect()
 babel = Babel()
+# Keyed on the client's address as ProxyFix leaves it (Heroku's router's view, not a header
+# the client wrote); counts live in Redis when there is one, so every worker shares them.
+limiter = Limiter(key_func=get_remote_address, headers_enabled=True, strategy="moving-window")

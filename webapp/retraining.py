@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 from flask import current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
+from sqlalchemy.orm import aliased
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from training import MODEL_NAMES
 from webapp.extensions import db
-from webapp.models import Drawing, ModelVersion, TrainingRun, utcnow
+from webapp.models import Drawing, ModelVersion, Prediction, TrainingRun, utcnow
 from webapp.storage import StorageError, get_store
 
 log = logging.getLogger(__name__)
@@ -47,12 +48,59 @@ def confirmation_for(drawing: Drawing, *, cnn_label: int | None, cnn_confidence:
     config = current_app.config
     if drawing.not_digit:
         return None
+    if not (config["AUTO_CONFIRM"] or config["CONFIRM_POLICY"] == "agreement"):
+        return None
+    if drawing.client_id and _guard_client(drawing, cnn_label=cnn_label, cnn_confidence=cnn_confidence):
+        return None
     if config["AUTO_CONFIRM"]:
-        return "auto-confirmed (AUTO_CONFIRM)"
-    if (config["CONFIRM_POLICY"] == "agreement" and cnn_label is not None
-            and cnn_label == drawing.label and (cnn_confidence or 0) >= config["AGREEMENT_CONFIDENCE"]):
-        return f"label agrees with the CNN at {cnn_confidence:.0%} confidence"
+        return AUTO_CONFIRMED
+    if (cnn_label is not None and cnn_label == drawing.label
+            and (cnn_confidence or 0) >= config["AGREEMENT_CONFIDENCE"]):
+        return f"{AGREEMENT_CONFIRMED} at {cnn_confidence:.0%} confidence"
     return None
+
+
+AUTO_CONFIRMED = "auto-confirmed (AUTO_CONFIRM)"
+AGREEMENT_CONFIRMED = "label agrees with the CNN"
+QUARANTINED = "quarantined: this client's labels often contradict the CNN"
+
+
+def _guard_client(drawing: Drawing, *, cnn_label: int | None, cnn_confidence: float | None) -> bool:
+    """True when this client's drawings must wait for an admin: quarantined, or over the daily cap.
+
+    A flood of wrong labels from one client is what this stops: once the CNN, when confident,
+    contradicts enough of a client's labels, nothing of theirs is confirmed by the policy, and
+    what the policy already confirmed (and no run has used yet) goes back to review.
+    """
+    config = current_app.config
+    confident = config["AGREEMENT_CONFIDENCE"]
+    cnn = aliased(Prediction)
+    labelled, contradicted = db.session.execute(
+        select(func.count(), func.coalesce(func.sum(case((cnn.label != Drawing.label, 1), else_=0)), 0))
+        .select_from(Drawing).join(cnn, (cnn.drawing_id == Drawing.id) & (cnn.model_name == "cnn"))
+        .where(Drawing.client_id == drawing.client_id, Drawing.id != drawing.id, Drawing.label.is_not(None),
+               cnn.confidence >= confident)).one()
+    labelled, contradicted = int(labelled), int(contradicted)
+    if cnn_label is not None and (cnn_confidence or 0) >= confident:
+        labelled += 1
+        contradicted += int(cnn_label != drawing.label)
+    if labelled >= config["QUARANTINE_MIN_LABELS"] and contradicted > config["QUARANTINE_DISAGREEMENT"] * labelled:
+        last_run = db.session.scalar(select(func.max(TrainingRun.started_at)))
+        recall = (update(Drawing).where(
+            Drawing.client_id == drawing.client_id, Drawing.status == "confirmed",
+            Drawing.status_reason.startswith(AUTO_CONFIRMED) | Drawing.status_reason.startswith(AGREEMENT_CONFIRMED))
+            .values(status="pending", confirmed_at=None, holdout=False, status_reason=QUARANTINED))
+        if last_run is not None:
+            recall = recall.where(Drawing.confirmed_at > last_run)
+        db.session.execute(recall)
+        drawing.status_reason = QUARANTINED
+        return True
+    since = utcnow() - timedelta(days=1)
+    confirmed_today = db.session.scalar(
+        select(func.count()).select_from(Drawing).where(
+            Drawing.client_id == drawing.client_id, Drawing.confirmed_at >= since,
+            Drawing.status_reason.startswith(AUTO_CONFIRMED) | Drawing.status_reason.startswith(AGREEMENT_CONFIRMED)))
+    return (confirmed_today or 0) >= config["AUTO_CONFIRM_DAILY_CAP"]
 
 
 def confirm(drawing: Drawing, *, reason: str) -> None:

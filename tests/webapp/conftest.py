@@ -75,6 +75,8 @@ def make_app(database_url, object_root, tmp_path, **overrides):
         # Store predictions before answering, so tests can look at the rows straight away;
         # test_write_behind covers the deployed default.
         "PREDICTION_WRITE_BEHIND": False,
+        # Tests send hundreds of requests from one address; test_abuse turns the limits on.
+        "RATELIMIT_ENABLED": False,
         **overrides,
     }
     return create_app(config)

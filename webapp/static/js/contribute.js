@@ -115,11 +115,8 @@
     $('needs-text').textContent = fill(prompt.dataset.template, { digit: needs.digit });
     $('needs-reason').textContent = needs.reason === 'fewest drawings so far'
       ? prompt.dataset.reasonFewest : prompt.dataset.reasonMisread;
-    if (chosenLabel() === null && pad.isEmpty()) {
-      const radio = radios.find((r) => r.value === String(needs.digit));
-      if (radio) radio.checked = true;
-      syncSave();
-    }
+    // The label is not picked for the visitor: a pre-filled answer invites saving whatever was
+    // drawn under it, and wrong labels are what review has to catch.
 
     const growth = $('dataset-growth');
     growth.hidden = false;
