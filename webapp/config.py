@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 DEV_SECRET_KEY = "dev-only-inkling-secret"
+ENVIRONMENTS = ("development", "production")
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -30,13 +31,41 @@ def _bool(value: str | None, default: bool = False) -> bool:
     return value.strip().lower() in ("1", "true", "yes", "on")
 
 
+def check_production(environ, *, secret: str) -> None:
+    """Refuse settings that only make sense on one machine; every problem is named at once.
+
+    A Heroku dyno's disk is ephemeral and private to it: a SQLite database, a local object
+    store or a SQLite broker there would lose data at the next restart and never be seen by
+    the other dynos. ALLOW_SQLITE=1 and ALLOW_LOCAL_STORAGE=1 are for a single-machine install.
+    """
+    problems = []
+    if secret == DEV_SECRET_KEY:
+        problems.append("SECRET_KEY must be set in production (a long random string, e.g. "
+                        "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`)")
+    allow_sqlite = _bool(environ.get("ALLOW_SQLITE"))
+    if not allow_sqlite and database_url(environ.get("DATABASE_URL"), Path("instance")).startswith("sqlite"):
+        problems.append("DATABASE_URL must name a server database (PostgreSQL) in production, not SQLite; "
+                        "set ALLOW_SQLITE=1 to run on one machine anyway")
+    if not allow_sqlite and not environ.get("REDIS_URL"):
+        problems.append("REDIS_URL must be set in production: without it the task queue is a SQLite file "
+                        "that other dynos cannot see; set ALLOW_SQLITE=1 to run on one machine anyway")
+    if not environ.get("S3_BUCKET") and not _bool(environ.get("ALLOW_LOCAL_STORAGE")):
+        problems.append("S3_BUCKET must be set in production: the local object store keeps images and "
+                        "models on the dyno's disk, which is lost on restart; set ALLOW_LOCAL_STORAGE=1 "
+                        "to use a local folder anyway")
+    if problems:
+        raise ConfigError("INKLING_ENV=production refuses to start:\n  - " + "\n  - ".join(problems))
+
+
 def from_environment(environ=os.environ) -> dict:
     """The app's settings as a dict for ``app.config.from_mapping``."""
     instance = Path(environ.get("INKLING_INSTANCE_PATH", ROOT / "instance")).resolve()
     env = environ.get("INKLING_ENV", "development")
     secret = environ.get("SECRET_KEY") or DEV_SECRET_KEY
-    if env == "production" and secret == DEV_SECRET_KEY:
-        raise ConfigError("SECRET_KEY must be set in production")
+    if env not in ENVIRONMENTS:  # a typo such as "prod" must not quietly mean development
+        raise ConfigError(f"INKLING_ENV must be one of {', '.join(ENVIRONMENTS)}, not {env!r}")
+    if env == "production":
+        check_production(environ, secret=secret)
     max_image_bytes = int(environ.get("MAX_IMAGE_BYTES", 2 * 1024 * 1024))
     if environ.get("CONFIRM_POLICY", "review") not in ("review", "agreement"):
         raise ConfigError("CONFIRM_POLICY must be 'review' or 'agreement'")

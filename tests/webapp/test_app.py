@@ -32,7 +32,8 @@ def test_heroku_postgres_urls_are_rewritten(tmp_path):
 def test_production_refuses_the_default_secret():
     with pytest.raises(ConfigError, match="SECRET_KEY"):
         from_environment({"INKLING_ENV": "production"})
-    config = from_environment({"INKLING_ENV": "production", "SECRET_KEY": "s" * 40})
+    config = from_environment({"INKLING_ENV": "production", "SECRET_KEY": "s" * 40,
+                               "ALLOW_SQLITE": "1", "ALLOW_LOCAL_STORAGE": "1"})
     assert config["SESSION_COOKIE_SECURE"] is True
 
 
