@@ -34,8 +34,14 @@ def create_app(overrides: dict | None = None) -> Flask:
 
 
 def configure_logging(app: Flask) -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if app.config["LOG_FORMAT"] == "json":
+        from webapp.logs import install_json_logging
+
+        install_json_logging(app.config["LOG_LEVEL"])
+        # Celery would otherwise replace the root handlers with its own text format in workers.
+        app.config["CELERY"] = {"worker_hijack_root_logger": False, **app.config.get("CELERY", {})}
+    elif not logging.getLogger().handlers:
+        logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Alembic announces every plugin it loads at INFO.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 

@@ -66,12 +66,18 @@ def from_environment(environ=os.environ) -> dict:
         raise ConfigError(f"INKLING_ENV must be one of {', '.join(ENVIRONMENTS)}, not {env!r}")
     if env == "production":
         check_production(environ, secret=secret)
+    log_format = environ.get("LOG_FORMAT") or ("json" if env == "production" else "text")
+    if log_format not in ("json", "text"):
+        raise ConfigError("LOG_FORMAT must be 'json' or 'text'")
     max_image_bytes = int(environ.get("MAX_IMAGE_BYTES", 2 * 1024 * 1024))
     if environ.get("CONFIRM_POLICY", "review") not in ("review", "agreement"):
         raise ConfigError("CONFIRM_POLICY must be 'review' or 'agreement'")
     return {
         "INKLING_ENV": env,
         "SECRET_KEY": secret,
+        # JSON lines on stdout in production, for Heroku's log drains; text on a terminal.
+        "LOG_FORMAT": log_format,
+        "LOG_LEVEL": environ.get("LOG_LEVEL", "INFO").upper(),
         "INSTANCE_PATH": str(instance),
         "SQLALCHEMY_DATABASE_URI": database_url(environ.get("DATABASE_URL"), instance),
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
