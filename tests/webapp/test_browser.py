@@ -352,3 +352,22 @@ def test_an_admin_reviews_with_the_keyboard_and_watches_a_retrain_to_its_end(app
     expect(page.locator("#retrain-button")).to_be_enabled()
     page.screenshot(path=str(screenshot_dir() / "admin-dashboard.png"), full_page=True)
     assert not errors, errors
+
+
+def test_every_page_works_under_the_content_security_policy(app, live_server, desktop):
+    """The CSP forbids inline scripts and styles; no page may need them (nothing is refused)."""
+    page = desktop.new_page()
+    errors = watch_for_errors(page)
+    page.add_init_script("window.__violations = [];"
+                         "document.addEventListener('securitypolicyviolation',"
+                         " (e) => window.__violations.push(e.violatedDirective + ' ' + e.blockedURI));")
+    for path in ("/", "/contribute", "/models", "/about", "/admin/login"):
+        response = page.goto(f"{live_server}{path}")
+        assert "script-src 'self'" in response.headers["content-security-policy"]
+        page.wait_for_load_state("networkidle")
+        if path in ("/", "/contribute"):
+            draw_with_mouse(page, SEVEN)
+            page.wait_for_load_state("networkidle")
+        page.click("#language-menu")
+        assert page.evaluate("window.__violations") == [], path
+    assert not errors, errors
