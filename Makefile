@@ -71,3 +71,14 @@ translations: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# The Procfile's processes on loopback, configured as on Heroku (PostgreSQL, Redis db 14, moto
+# S3), driven over HTTP through a retrain and a rollback; then SIGTERM and a check that nothing
+# was lost. Needs PostgreSQL and Redis running (.ci/run starts them).
+.PHONY: prod-smoke slug-size
+prod-smoke: data
+	$(BIN)/python tests/smoke/prod_smoke.py
+
+# requirements.txt in a fresh virtualenv, after bin/post_compile, compressed (Heroku's slug limit).
+slug-size: install
+	$(BIN)/python bench/slug_size.py --post-compile
