@@ -7,7 +7,7 @@ PORT ?= 5000
 HOST ?= 127.0.0.1
 export INKLING_INSTANCE_PATH := $(abspath $(INSTANCE))
 
-.PHONY: run setup test install data models bench bench-accuracy bench-latency bench-http bench-continual bench-export translations clean
+.PHONY: run setup test install data models bench bench-accuracy bench-latency bench-http bench-continual bench-export bench-load bench-hotswap translations clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,15 @@ bench-continual: models
 # Needs MNIST only (its digits are the drawings); `--database-url` runs it on PostgreSQL.
 bench-export: data
 	$(BIN)/python bench/export.py
+
+# Predictions at concurrency 1, 8 and 32 (wrk), contributions on PostgreSQL + moto S3, and a
+# 10-minute soak at half the peak rate; needs wrk (apt-get install wrk) and PostgreSQL.
+bench-load: models
+	$(BIN)/python bench/load.py
+
+# 200 predictions/s while versions are activated, rolled back, and a corrupt one refused.
+bench-hotswap: models
+	$(BIN)/python bench/hotswap.py
 
 # The interface's messages from webapp/ into messages.pot, merged into the ja, zh and ru catalogs; new or
 # changed entries then need translating in webapp/translations/<lang>/LC_MESSAGES/messages.po.
