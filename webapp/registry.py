@@ -74,6 +74,8 @@ class ModelRegistry:
             return
         wanted = {name: rows[name].version for name in MODEL_NAMES if name in rows}
         if self._snapshot is not None and wanted == self._snapshot.versions:
+            # Also after a rollback from a version that failed to load: that failure is over.
+            self.last_error = None
             return
         missing = [name for name in MODEL_NAMES if name not in rows]
         if missing:
