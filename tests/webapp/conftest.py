@@ -75,8 +75,11 @@ def make_app(database_url, object_root, tmp_path, **overrides):
         # Store predictions before answering, so tests can look at the rows straight away;
         # test_write_behind covers the deployed default.
         "PREDICTION_WRITE_BEHIND": False,
-        # Tests send hundreds of requests from one address; test_abuse turns the limits on.
+        # Tests send hundreds of requests, standing for many people, from one address and one
+        # client cookie; test_abuse turns the limits and the flood quarantine back on.
         "RATELIMIT_ENABLED": False,
+        "QUARANTINE_MIN_LABELS": 10**9,
+        "AUTO_CONFIRM_DAILY_CAP": 10**9,
         **overrides,
     }
     return create_app(config)
@@ -96,15 +99,57 @@ def reset_database(app, models_root) -> None:
             import_version(load(models_root, name), activate=True)
 
 
-def serve(app, models_root):
-    """Yield ``app`` with a fresh database holding the tiny networks; close its connections after."""
+def stored_drawing_keys(app) -> tuple[set[str], set[str]]:
+    """(object keys the drawing rows point at, drawing keys in the object store)."""
+    from sqlalchemy import select
+
     from webapp.extensions import db
+    from webapp.models import Drawing
+    from webapp.storage import get_store
+
+    with app.app_context():
+        rows = set(db.session.scalars(select(Drawing.object_key)))
+        return rows, {obj.key for obj in get_store().list("drawings/")}
+
+
+# Whether the running test lets serve() check rows against objects (see the `orphans` marker).
+_checking_store = {"on": True}
+
+
+@pytest.fixture(autouse=True)
+def _store_check_for_this_test(request):
+    _checking_store["on"] = request.node.get_closest_marker("orphans") is None
+    yield
+    _checking_store["on"] = True
+
+
+def serve(app, models_root, *, check_store: bool = True):
+    """Yield ``app`` with a fresh database holding the tiny networks; close its connections after.
+
+    Afterwards every drawing row must have its object and every drawing object its row (the
+    invariant a failure halfway must not break); tests that make orphans on purpose say so
+    with ``@pytest.mark.orphans``.
+    """
+    from webapp.extensions import db
+    from webapp.storage import get_store
 
     reset_database(app, models_root)
-    yield app
     with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+        store = get_store()
+        for obj in list(store.list("drawings/")):  # a session-wide store: start this test empty
+            store.delete(obj.key)
+    yield app
+    try:
+        if check_store and _checking_store["on"]:
+            with app.app_context():
+                app.extensions["inkling.writer"].flush()
+            rows, objects = stored_drawing_keys(app)
+            assert rows == objects, (f"{len(rows - objects)} rows without their object, "
+                                     f"{len(objects - rows)} objects without a row")
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
 
 
 @pytest.fixture

@@ -124,7 +124,11 @@ def test_production_adds_hsts_and_secure_cookies(database_url, object_root, tmp_
 def test_a_flood_of_wrong_labels_from_one_client_never_reaches_training(app, client, canvas_drawings, mnist):
     from training.devset import generate
 
-    app.config.update(AUTO_CONFIRM=True, RETRAIN_EVERY=0)
+    from webapp.config import from_environment
+
+    defaults = from_environment({})
+    app.config.update(AUTO_CONFIRM=True, RETRAIN_EVERY=0, **{key: defaults[key] for key in (
+        "QUARANTINE_MIN_LABELS", "QUARANTINE_DISAGREEMENT", "AUTO_CONFIRM_DAILY_CAP")})
     drawings = generate(mnist.x_test[:100], mnist.y_test[:100], per_variant=5, seed=3)[:500]
     # An honest contributor first: their drawings are confirmed as the policy says.
     honest = app.test_client()
@@ -138,3 +142,17 @@ def test_a_flood_of_wrong_labels_from_one_client_never_reaches_training(app, cli
             Drawing.client_id == client.get_cookie("inkling_client").value).group_by(Drawing.status)).all())
         assert statuses == {"pending": len(drawings)}, statuses
         assert db.session.scalar(select(func.count()).select_from(Drawing).where(Drawing.status == "confirmed")) == 5
+
+
+@pytest.mark.parametrize("environ, expected", [
+    ({}, "memory://"),
+    ({"REDIS_URL": "redis://h:6379/0"}, "redis://h:6379/0"),
+    # Heroku's Key-Value Store: TLS with a self-signed certificate, verified only when asked.
+    ({"REDIS_URL": "rediss://:p@h:6380"}, "rediss://:p@h:6380?ssl_cert_reqs=none"),
+    ({"REDIS_URL": "rediss://:p@h:6380", "REDIS_TLS_VERIFY": "1"}, "rediss://:p@h:6380"),
+    ({"REDIS_URL": "redis://h", "RATELIMIT_STORAGE_URI": "memcached://m:11211"}, "memcached://m:11211"),
+])
+def test_rate_limit_counts_live_in_redis_when_there_is_one(environ, expected):
+    from webapp.config import rate_limit_storage
+
+    assert rate_limit_storage(environ) == expected

@@ -59,6 +59,7 @@ def reconcile(app, *args: str):
     return result
 
 
+@pytest.mark.orphans
 def test_reconcile_removes_old_orphans_and_reports_missing_objects(any_app):
     client = any_app.test_client()
     saved = [client.post("/api/v1/drawings", json={"image": image(), "label": n}).json["id"] for n in (1, 2, 3)]
@@ -98,6 +99,7 @@ def test_reconcile_removes_old_orphans_and_reports_missing_objects(any_app):
     assert row_keys(any_app) - remaining == {lost_key}
 
 
+@pytest.mark.orphans
 def test_the_default_keeps_orphans_younger_than_an_hour(any_app):
     with any_app.app_context():
         get_store().put("drawings/cc/just-written.png", b"\x89PNG", content_type="image/png")
