@@ -57,6 +57,25 @@ def check_production(environ, *, secret: str) -> None:
         raise ConfigError("INKLING_ENV=production refuses to start:\n  - " + "\n  - ".join(problems))
 
 
+def rate_limit_storage(environ) -> str:
+    """Where rate-limit counts live: Redis when there is one (all workers share it), else memory.
+
+    Heroku's Key-Value Store is rediss:// with a self-signed certificate; like the broker, the
+    limiter verifies it only when REDIS_TLS_VERIFY says so, or every check would fail (and
+    quietly fall back to counting per worker).
+    """
+    explicit = environ.get("RATELIMIT_STORAGE_URI")
+    if explicit:
+        return explicit
+    redis_url = environ.get("REDIS_URL")
+    if not redis_url:
+        return "memory://"
+    if redis_url.startswith("rediss://") and not _bool(environ.get("REDIS_TLS_VERIFY")) \
+            and "ssl_cert_reqs=" not in redis_url:
+        return redis_url + ("&" if "?" in redis_url else "?") + "ssl_cert_reqs=none"
+    return redis_url
+
+
 def from_environment(environ=os.environ) -> dict:
     """The app's settings as a dict for ``app.config.from_mapping``."""
     instance = Path(environ.get("INKLING_INSTANCE_PATH", ROOT / "instance")).resolve()
@@ -123,7 +142,7 @@ def from_environment(environ=os.environ) -> dict:
         # HTTPS redirect and HSTS; a loopback production run (make prod-smoke) turns them off.
         "FORCE_HTTPS": _bool(environ.get("FORCE_HTTPS"), env == "production"),
         "RATELIMIT_ENABLED": _bool(environ.get("RATELIMIT_ENABLED"), True),
-        "RATELIMIT_STORAGE_URI": environ.get("RATELIMIT_STORAGE_URI") or environ.get("REDIS_URL") or "memory://",
+        "RATELIMIT_STORAGE_URI": rate_limit_storage(environ),
         # A Redis hiccup must not take the site down: count in memory until it is back.
         "RATELIMIT_SWALLOW_ERRORS": True,
         "RATELIMIT_HEADERS_ENABLED": True,
