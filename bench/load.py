@@ -301,7 +301,11 @@ class OpenLoop:
                     for pid in pids}
             if min(len(indexes) for indexes in held.values()) >= share:
                 break
-            moved = held[max(held, key=lambda pid: len(held[pid]))][0]
+            busiest = held[max(held, key=lambda pid: len(held[pid]))]
+            if not busiest:  # not accepted yet: still in the listen backlog
+                time.sleep(0.05)
+                continue
+            moved = busiest[0]
             self._pool[moved].close()
             self._pool[moved] = self._connect()
             time.sleep(0.02)
@@ -378,6 +382,11 @@ def predictions_and_soak(args, tmp: Path, models: Path, sample) -> tuple[list, l
             print("      per worker: " + ", ".join(
                 f"pid {pid} {result['connections'].get(pid, 0)} connections, {cpu / result['seconds'] * 100:.0f} % CPU"
                 for pid, cpu in result["worker_cpu"].items()), flush=True)
+            idle = [pid for pid in result["worker_cpu"] if not result["connections"].get(pid)]
+            if idle and concurrency >= len(result["worker_cpu"]):
+                # gthread workers share one listening socket, and whichever wakes first accepts:
+                # a worker left without a keep-alive connection sits idle for the whole run.
+                print(f"      note: worker(s) {idle} held none of wrk's connections", flush=True)
         if args.soak_seconds > 0:
             peak = max(run["rate"] for run in runs)
             soak = run_soak(server, [p.encode() for p in payloads], rate=peak / 2, seconds=args.soak_seconds,
