@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
+import queue
 import secrets
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from flask import current_app
 from sqlalchemy import func, select
@@ -165,7 +165,7 @@ def predict_drawing(*, drawing: Preprocessed, client_id: str | None) -> tuple[st
     drawing_id = row.id  # read now: once stored, the row belongs to the writer's session
     if not app.config["PREDICTION_WRITE_BEHIND"]:
         return (drawing_id if _store_prediction(app, row, drawing.upload.data, rows) else None), answers
-    if not writer.submit(_store_prediction, app, row, drawing.upload.data, rows):
+    if not writer.submit(app, row, drawing.upload.data, rows):
         return None, answers
     return drawing_id, answers
 
@@ -183,18 +183,62 @@ def _store_prediction(app, row: Drawing, data: bytes, rows: list[Prediction]) ->
             db.session.remove()
 
 
+def _store_predictions(batch: list[tuple]) -> None:
+    """Store a batch of answered predictions: every object, then all their rows in one commit.
+
+    One commit for many drawings is what lets the writer keep up under load (a commit is a
+    disk flush); the order is the one save uses, so a row never points at a missing object.
+    """
+    app = batch[0][0]
+    writer = app.extensions["inkling.writer"]
+    with app.app_context():
+        store = get_store()
+        written = []
+        try:
+            for _, row, data, rows in batch:
+                try:
+                    store.put(row.object_key, data, content_type=row.content_type)
+                except StorageError as exc:
+                    writer.trip()
+                    log.warning("%d answered predictions not stored: %s", len(batch) - len(written), exc)
+                    break
+                written.append((row, rows))
+            if not written:
+                return
+            try:
+                for row, rows in written:
+                    db.session.add(row)
+                    db.session.add_all(rows)
+                db.session.commit()
+            except SQLAlchemyError as exc:
+                db.session.rollback()
+                writer.trip()
+                log.warning("%d answered predictions not stored: %s", len(written), exc)
+                for row, _ in written:
+                    try:
+                        store.delete(row.object_key)
+                    except StorageError:
+                        log.error("orphan object %s left for the reconciler", row.object_key)
+        finally:
+            db.session.remove()
+
+
 class PredictionWriter:
-    """One background thread per process that stores answered predictions, in order.
+    """One background thread per process that stores answered predictions, a batch per commit.
 
     Bounded: when it falls behind (or storage failed a moment ago) new predictions are
-    answered without being stored rather than queued without limit.
+    answered without being stored rather than queued without limit. The thread starts with
+    the first prediction, so in the worker process, never in a parent that forks.
     """
 
-    def __init__(self, *, max_pending: int = 256, retry_seconds: float = STORAGE_RETRY_SECONDS):
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prediction-writer")
-        self._pending = threading.BoundedSemaphore(max_pending)
+    def __init__(self, *, max_pending: int = 1024, retry_seconds: float = STORAGE_RETRY_SECONDS,
+                 batch_size: int = 64):
+        self._queue: queue.Queue = queue.Queue(maxsize=max_pending)
+        self._batch_size = batch_size
         self._retry_seconds = retry_seconds
         self._closed_until = 0.0
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
 
     def accepting(self) -> bool:
         return time.monotonic() >= self._closed_until
@@ -202,16 +246,40 @@ class PredictionWriter:
     def trip(self) -> None:
         self._closed_until = time.monotonic() + self._retry_seconds
 
-    def submit(self, function, *args) -> bool:
-        if not self._pending.acquire(blocking=False):
+    def submit(self, app, row: Drawing, data: bytes, rows: list[Prediction]) -> bool:
+        try:
+            self._queue.put_nowait((app, row, data, rows))
+        except queue.Full:
             return False
-        future = self._executor.submit(function, *args)
-        future.add_done_callback(lambda _: self._pending.release())
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="prediction-writer", daemon=True)
+                self._thread.start()
         return True
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < self._batch_size:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                _store_predictions(batch)
+            except Exception:  # the thread must outlive any one batch
+                log.exception("storing %d answered predictions failed", len(batch))
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
 
     def flush(self, timeout: float = 30) -> None:
         """Wait until everything submitted so far is stored (tests, and shutdown)."""
-        self._executor.submit(lambda: None).result(timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self._queue.unfinished_tasks} predictions still being stored")
+            time.sleep(0.01)
 
 
 def record_feedback(*, drawing_id: str, label: int, client_id: str | None) -> tuple[Rating, dict[str, bool]]:

@@ -356,3 +356,40 @@ def test_write_behind_stores_predictions_after_answering(app, client, canvas_dra
     with app.app_context():
         assert db.session.get(Drawing, lost["id"]) is None
     assert keys_match_rows(app)
+
+
+def test_write_behind_stores_a_burst_in_batches_and_undoes_a_failed_batch(app, client, canvas_drawings, monkeypatch):
+    """Under load the writer commits many predictions at once; a failed commit leaves no object."""
+    import threading
+
+    app.config["PREDICTION_WRITE_BEHIND"] = True
+    writer = app.extensions["inkling.writer"]
+    ids = []
+
+    def burst(count):
+        local = app.test_client()
+        for drawing in canvas_drawings[:count]:
+            ids.append(local.post("/api/v1/predictions", json={"image": drawing.data_url}).json["id"])
+
+    threads = [threading.Thread(target=burst, args=(10,)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    writer.flush()
+    assert len(ids) == 40 and None not in ids
+    assert counts(app) == (40, 40) and keys_match_rows(app)
+
+    from sqlalchemy.exc import OperationalError
+
+    def failing_commit():
+        raise OperationalError("COMMIT", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(db.session, "commit", failing_commit)
+    lost = [client.post("/api/v1/predictions", json={"image": d.data_url}).json["id"] for d in canvas_drawings[:3]]
+    writer.flush()
+    monkeypatch.undo()
+    assert counts(app) == (40, 40) and keys_match_rows(app)
+    with app.app_context():
+        assert all(db.session.get(Drawing, drawing_id) is None for drawing_id in lost if drawing_id)
+
