@@ -175,8 +175,10 @@ def report(args, records, actions, owners, pids, client, health, same_workers, l
         until = later[0] if later else float("inf")
         old = current[model]
         line = f"  {model} v{old} -> v{version} ({action['what']}, API {action['status']} in {action['took_ms']:.0f} ms):"
-        if action["status"] != 200:
-            checks.append((f"{model} {action['what']}: API answered {action['status']}", False))
+        # The API refuses a version whose artifact fails its checksum (409) before any worker sees it.
+        expected = 409 if version == 3 else 200
+        if action["status"] != expected:
+            checks.append((f"{model} {action['what']}: API answered {action['status']}, not {expected}", False))
         if version == old:
             print(line + " nothing to switch: the corrupt version was never loaded")
             continue
@@ -184,8 +186,8 @@ def report(args, records, actions, owners, pids, client, health, same_workers, l
             window = [r for rows in by_worker.values() for r in rows if action["at"] <= r["done"] < until]
             kept = sum(1 for r in window if r["body"]["predictions"][model]["model_version"] == old)
             line += f" {kept} of {len(window)} answers until the next action name v{old}"
-            checks.append((f"corrupt {model} v3 never loaded: all {len(window)} answers after its activation "
-                           f"name v{old}", kept == len(window) and len(window) > 0))
+            checks.append((f"corrupt {model} v3 refused ({action['status']}) and never loaded: all {len(window)} "
+                           f"answers after the attempt name v{old}", kept == len(window) and len(window) > 0))
             print(line)
             continue  # not loaded: the workers keep serving the previous version
         for pid, rows in by_worker.items():

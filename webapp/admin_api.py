@@ -9,7 +9,8 @@ from webapp.api import _json_body, _label, drawing_json, get_or_404
 from webapp.auth import admin_required
 from webapp.extensions import db
 from webapp.models import Drawing, TrainingRun
-from webapp.retraining import QueueUnavailable, activate, confirm, maybe_trigger_automatically, reject, request_run, run_json
+from webapp.retraining import (ArtifactInvalid, QueueUnavailable, activate, confirm, maybe_trigger_automatically,
+                               reject, request_run, run_json)
 from webapp.services import ServiceError
 
 bp = Blueprint("admin_api", __name__, url_prefix="/api/v1")
@@ -110,6 +111,8 @@ def activate_version(name: str, version: int):
         row = activate(name, version, reason=str(reason)[:200])
     except LookupError as exc:
         raise ServiceError(404, "not_found", str(exc)) from None
+    except ArtifactInvalid as exc:
+        raise ServiceError(409, "artifact_invalid", str(exc)) from None
     return jsonify({"name": row.name, "version": row.version, "status": row.status})
 
 

@@ -32,6 +32,10 @@ class TransientError(RuntimeError):
     """Worth retrying: the store or the database hiccuped."""
 
 
+class ArtifactInvalid(RuntimeError):
+    """A version's stored files are missing or do not match their checksums."""
+
+
 class QueueUnavailable(RuntimeError):
     """The broker refused the job."""
 
@@ -217,6 +221,16 @@ def activate(name: str, version: int, *, reason: str) -> ModelVersion:
         raise LookupError(f"{name} v{version} does not exist")
     if row.status == "active":
         return row
+    # Web processes refuse a corrupt or missing artifact and keep the old version, but one that
+    # restarts would have nothing to serve: so the database never names such a version active.
+    from training.versions import sha256_bytes
+
+    try:
+        data = get_store().get(row.onnx_key)
+    except StorageError as exc:
+        raise ArtifactInvalid(f"{name} v{version}: its ONNX file cannot be read ({exc})") from exc
+    if sha256_bytes(data) != row.onnx_sha256:
+        raise ArtifactInvalid(f"{name} v{version}: its ONNX file fails its checksum; it stays {row.status}")
     db.session.execute(update(ModelVersion).where(ModelVersion.name == name, ModelVersion.status == "active")
                        .values(status="retired"))
     row.status, row.activated_at, row.status_reason = "active", utcnow(), reason
