@@ -138,7 +138,7 @@ def main() -> int:
         # Group top-level entries by size; only the big ones are worth compressing one by one.
         entries = sorted(packages.iterdir(), key=lambda p: -sum(f.stat().st_size for f in p.rglob("*")
                                                                   if f.is_file()) if p.is_dir() else -p.stat().st_size)
-        print(f"\nbiggest top-level entries (compressed):")
+        print("\nbiggest top-level entries (compressed):")
         shown = 0
         for entry in entries[:args.top]:
             size = compressed_size(entry)

@@ -294,7 +294,7 @@ class Smoke:
                 time.sleep(0.3)
             self.check("Celery worker ready", self.processes["worker"].poll() is None)
             seen = self.serving()
-            self.require(f"both web workers loaded v1 after the fork", len(seen) == WEB_WORKERS and all(
+            self.require("both web workers loaded v1 after the fork", len(seen) == WEB_WORKERS and all(
                 v == {"fnn": 1, "cnn": 1} for v in seen.values()), str(seen))
             self.sample_memory("ready, v1 loaded")
 
