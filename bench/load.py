@@ -143,7 +143,7 @@ def base_env(instance: Path, models: Path, workers: int, **extra: str) -> dict:
     env = {**os.environ, "INKLING_INSTANCE_PATH": str(instance), "MODELS_PATH": str(models),
            "RATELIMIT_ENABLED": "0", "WEB_CONCURRENCY": str(workers), "LOG_LEVEL": "WARNING",
            # The Procfile's web line sets these (a replaced model's memory goes back to the system).
-           "MALLOC_ARENA_MAX": "2", **extra}
+           "MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "131072", **extra}
     for name in ("DATABASE_URL", "S3_BUCKET", "S3_ENDPOINT_URL", "REDIS_URL", "INKLING_ENV"):
         if name not in extra:
             env.pop(name, None)

@@ -9,7 +9,6 @@ models, never a half-loaded one; a newly activated version is picked up within
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import threading
 import time
@@ -37,25 +36,11 @@ class Snapshot:
     versions: dict[str, int] = field(default_factory=dict)
 
 
-def release_free_memory() -> None:
-    """Hand memory freed by replaced model sessions back to the system (glibc's malloc_trim).
-
-    Without it each hot swap left a worker ~15 MB bigger: glibc keeps freed heap pages for
-    reuse. Lowering its mmap threshold for the whole process did the same but cost every
-    request a third more CPU (each large array became an mmap/munmap pair).
-    """
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim this way
-        pass
-
-
 class ModelRegistry:
     def __init__(self, store, *, refresh_seconds: float = 2.0):
         self.store = store
         self.refresh_seconds = refresh_seconds
         self._snapshot: Snapshot | None = None
-        self._trim_pending = False
         self._checked_at = 0.0
         self._lock = threading.Lock()
         self._sessions: dict[tuple[str, int], OnnxModel] = {}
@@ -91,10 +76,6 @@ class ModelRegistry:
         if self._snapshot is not None and wanted == self._snapshot.versions:
             # Also after a rollback from a version that failed to load: that failure is over.
             self.last_error = None
-            if self._trim_pending:
-                # A refresh after a swap: the requests that held the old sessions are done.
-                self._trim_pending = False
-                release_free_memory()
             return
         missing = [name for name in MODEL_NAMES if name not in rows]
         if missing:
@@ -108,7 +89,6 @@ class ModelRegistry:
             log.error("model registry: %s", exc)
             return
         self._snapshot = Snapshot(Predictor(models), wanted)
-        self._trim_pending = True
         # Requests still holding the old snapshot keep its sessions alive until they finish.
         self._sessions = {key: model for key, model in self._sessions.items() if wanted.get(key[0]) == key[1]}
         self.last_error = None
