@@ -17,12 +17,12 @@ from pathlib import Path
 # bench/http.py is named after the stdlib's http package; keep this folder off the import path.
 BENCH = Path(__file__).resolve().parent
 sys.path[:] = [str(BENCH.parent)] + [entry for entry in sys.path if Path(entry or ".").resolve() != BENCH]
+from bench.procs import children, free_port  # noqa: E402
 
 import argparse  # noqa: E402
 import http.client  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
-import socket  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
@@ -38,11 +38,6 @@ GROWTH_LIMIT_MB = 50.0  # issue #5: memory of the web process grows by < 50 MB
 INSERT_BATCH = 5000
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def memory_mb(pid: int) -> dict[str, float]:
     """VmRSS (now) and VmHWM (peak since the process started) of ``pid``, in MB."""
@@ -53,12 +48,6 @@ def memory_mb(pid: int) -> dict[str, float]:
             fields[key] = int(value.split()[0]) / 1024
     return fields
 
-
-def children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(child) for child in (task / "children").read_text().split()]
-    return found
 
 
 class RssSampler(threading.Thread):

@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # bench/http.py is named after the stdlib's http package; keep this folder off the import path.
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(ROOT))
+from bench.procs import free_port  # noqa: E402
 
 MB = 1024 * 1024
 
@@ -130,11 +131,6 @@ def bombs(app, repeats: int) -> list[tuple[str, bool]]:
           f"{median:6.2f} ms, RSS +{growth:5.1f} MB")
     return checks
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def send_big_body(port: int, *, size: int, chunked: bool, multipart: bool) -> tuple[str, float, int]:

@@ -19,6 +19,7 @@ from webapp import dashboard
 from webapp.auth import admin_page
 from webapp.extensions import db, limiter
 from webapp.models import SOURCES, STATUSES, Drawing, Prediction, User
+from webapp.pages import local_path
 from webapp.retraining import live_run
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -36,11 +37,8 @@ class LogoutForm(FlaskForm):
     pass
 
 
-def _safe_next(target: str | None) -> str:
-    # Only paths on this site: "//evil.example" and "https://..." would be open redirects.
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return url_for("admin.dashboard")
+def _next_page() -> str:
+    return local_path(request.args.get("next"), default=url_for("admin.dashboard"))
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -48,14 +46,14 @@ def _safe_next(target: str | None) -> str:
                deduct_when=lambda response: response.status_code == 401)
 def login():
     if current_user.is_authenticated and current_user.is_admin:
-        return redirect(_safe_next(request.args.get("next")))
+        return redirect(_next_page())
     form = LoginForm()
     status = 200
     if form.validate_on_submit():
         user = db.session.scalar(select(User).where(User.username == form.username.data.strip()))
         if user is not None and user.is_admin and check_password_hash(user.password_hash, form.password.data):
             login_user(user)
-            return redirect(_safe_next(request.args.get("next")))
+            return redirect(_next_page())
         flash(_("Wrong username or password."), "danger")
         status = 401
     elif request.method == "POST":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 
-from flask import g, request
+from flask import abort, g, request
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -71,8 +71,6 @@ def admin_page(view):
         if not current_user.is_authenticated:
             return login_manager.unauthorized()
         if not current_user.is_admin:
-            from flask import abort
-
             abort(403)
         return view(*args, **kwargs)
 

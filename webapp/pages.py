@@ -7,6 +7,14 @@ from webapp.i18n import LANGUAGE_COOKIE, LANGUAGES
 bp = Blueprint("pages", __name__)
 
 
+def local_path(target: str | None, *, default: str) -> str:
+    """``target`` if it is a path on this site, else ``default``: "//evil.example" and
+    "https://..." in a ?next= would make an open redirect."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return default
+
+
 @bp.get("/")
 def predict():
     return render_template("predict.html", active="predict")
@@ -30,10 +38,7 @@ def about():
 @bp.get("/language/<code>")
 def language(code: str):
     """The switcher: remember the choice in a cookie (it outranks Accept-Language) and go back."""
-    target = request.args.get("next", "")
-    if not (target.startswith("/") and not target.startswith("//") and "\\" not in target):
-        target = url_for("pages.predict")
-    response = redirect(target)
+    response = redirect(local_path(request.args.get("next"), default=url_for("pages.predict")))
     if code in LANGUAGES:
         response.set_cookie(LANGUAGE_COOKIE, code, max_age=365 * 24 * 3600, samesite="Lax", httponly=True,
                             secure=current_app.config["SESSION_COOKIE_SECURE"])

@@ -69,6 +69,11 @@ AGREEMENT_CONFIRMED = "label agrees with the CNN"
 QUARANTINED = "quarantined: this client's labels often contradict the CNN"
 
 
+def _confirmed_by_policy():
+    """Drawings the policy confirmed (not an admin): what a quarantine may take back."""
+    return Drawing.status_reason.startswith(AUTO_CONFIRMED) | Drawing.status_reason.startswith(AGREEMENT_CONFIRMED)
+
+
 def _guard_client(drawing: Drawing, *, cnn_label: int | None, cnn_confidence: float | None) -> bool:
     """True when this client's drawings must wait for an admin: quarantined, or over the daily cap.
 
@@ -92,7 +97,7 @@ def _guard_client(drawing: Drawing, *, cnn_label: int | None, cnn_confidence: fl
         last_run = db.session.scalar(select(func.max(TrainingRun.started_at)))
         recall = (update(Drawing).where(
             Drawing.client_id == drawing.client_id, Drawing.status == "confirmed",
-            Drawing.status_reason.startswith(AUTO_CONFIRMED) | Drawing.status_reason.startswith(AGREEMENT_CONFIRMED))
+            _confirmed_by_policy())
             .values(status="pending", confirmed_at=None, holdout=False, status_reason=QUARANTINED))
         if last_run is not None:
             recall = recall.where(Drawing.confirmed_at > last_run)
@@ -103,7 +108,7 @@ def _guard_client(drawing: Drawing, *, cnn_label: int | None, cnn_confidence: fl
     confirmed_today = db.session.scalar(
         select(func.count()).select_from(Drawing).where(
             Drawing.client_id == drawing.client_id, Drawing.confirmed_at >= since,
-            Drawing.status_reason.startswith(AUTO_CONFIRMED) | Drawing.status_reason.startswith(AGREEMENT_CONFIRMED)))
+            _confirmed_by_policy()))
     return (confirmed_today or 0) >= config["AUTO_CONFIRM_DAILY_CAP"]
 
 

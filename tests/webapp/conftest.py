@@ -167,6 +167,14 @@ def runner(app):
     return app.test_cli_runner()
 
 
+@pytest.fixture
+def admin_token(app, runner):
+    """Headers for the admin API: an admin made with the CLI, and a token issued to it."""
+    runner.invoke(args=["users", "create-admin", "root", "--password", "long enough"])
+    token = runner.invoke(args=["users", "issue-token", "root"]).output.strip().splitlines()[-1]
+    return {"Authorization": f"Bearer {token}"}
+
+
 @pytest.fixture(scope="session")
 def canvas_drawings(mnist):
     """Canvas-like drawings (data URLs) from MNIST test digits, with their labels."""

@@ -277,9 +277,7 @@ def test_a_version_failing_its_checksum_is_never_served(app, client, canvas_draw
     assert "checksum" in json.dumps(health.json)
 
 
-def test_activating_a_version_whose_artifact_fails_its_checksum_is_refused(app, client, runner):
-    runner.invoke(args=["users", "create-admin", "root", "--password", "long enough"])
-    token = runner.invoke(args=["users", "issue-token", "root"]).output.strip().splitlines()[-1]
+def test_activating_a_version_whose_artifact_fails_its_checksum_is_refused(app, client, admin_token):
     with app.app_context():
         current = db.session.scalar(select(ModelVersion).where(ModelVersion.name == "cnn", ModelVersion.status == "active"))
         db.session.add(ModelVersion(name="cnn", version=2, status="candidate", object_prefix=current.object_prefix,
@@ -287,9 +285,8 @@ def test_activating_a_version_whose_artifact_fails_its_checksum_is_refused(app, 
         db.session.add(ModelVersion(name="cnn", version=3, status="candidate", object_prefix="models/cnn/missing/",
                                     onnx_sha256=current.onnx_sha256))
         db.session.commit()
-    headers = {"Authorization": f"Bearer {token}"}
     for version, words in ((2, "checksum"), (3, "cannot be read")):
-        response = client.post(f"/api/v1/models/cnn/versions/{version}/activate", headers=headers)
+        response = client.post(f"/api/v1/models/cnn/versions/{version}/activate", headers=admin_token)
         assert response.status_code == 409 and words in response.json["error"], response.json
     with app.app_context():
         active = db.session.scalars(select(ModelVersion.version).where(ModelVersion.name == "cnn",

@@ -39,13 +39,6 @@ def app(database_url, object_root, tmp_path):
 
 
 @pytest.fixture
-def admin_token(app, runner):
-    runner.invoke(args=["users", "create-admin", "root", "--password", "long enough"])
-    token = runner.invoke(args=["users", "issue-token", "root"]).output.strip().splitlines()[-1]
-    return {"Authorization": f"Bearer {token}"}
-
-
-@pytest.fixture
 def small_chunks(monkeypatch):
     """Several database batches and many output chunks even for a few rows."""
     from webapp import dataset

@@ -31,13 +31,6 @@ def queued(monkeypatch):
 
 
 @pytest.fixture
-def admin_token(app, runner):
-    runner.invoke(args=["users", "create-admin", "root", "--password", "long enough"])
-    token = runner.invoke(args=["users", "issue-token", "root"]).output.strip().splitlines()[-1]
-    return {"Authorization": f"Bearer {token}"}
-
-
-@pytest.fixture
 def fast_training(app):
     app.config.update(FINETUNE_EPOCHS=1, FINETUNE_MNIST_MINIMUM=500, RETRAIN_EVERY=0)
 
