@@ -14,16 +14,20 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 from flask import current_app
 from sqlalchemy import select
 
-from training import MODEL_NAMES
+from training import IMAGE_SIZE, MODEL_NAMES
 from training.predictor import OnnxModel, Predictor
 from training.versions import sha256_bytes
 from webapp.extensions import db
+from webapp.memory import mmapped_allocations
 from webapp.models import ModelVersion
 
 log = logging.getLogger(__name__)
+
+INPUT_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 1)
 
 
 class ModelsUnavailable(RuntimeError):
@@ -81,16 +85,18 @@ class ModelRegistry:
         if missing:
             self.last_error = f"no active version of {', '.join(missing)}; run `flask --app webapp models import-base`"
             return
-        try:
-            models = {name: self._session(rows[name]) for name in MODEL_NAMES}
-        except Exception as exc:
-            # A version that cannot be loaded is never served; the previous snapshot stays.
-            self.last_error = str(exc)
-            log.error("model registry: %s", exc)
-            return
-        self._snapshot = Snapshot(Predictor(models), wanted)
-        # Requests still holding the old snapshot keep its sessions alive until they finish.
-        self._sessions = {key: model for key, model in self._sessions.items() if wanted.get(key[0]) == key[1]}
+        # Loaded from mmap, so that a version's memory goes back to the system once it is retired.
+        with mmapped_allocations():
+            try:
+                models = {name: self._session(rows[name]) for name in MODEL_NAMES}
+            except Exception as exc:
+                # A version that cannot be loaded is never served; the previous snapshot stays.
+                self.last_error = str(exc)
+                log.error("model registry: %s", exc)
+                return
+            self._snapshot = Snapshot(Predictor(models), wanted)
+            # Requests still holding the old snapshot keep its sessions alive until they finish.
+            self._sessions = {key: model for key, model in self._sessions.items() if wanted.get(key[0]) == key[1]}
         self.last_error = None
         log.info("model registry: serving %s", ", ".join(f"{n} v{v}" for n, v in wanted.items()))
 
@@ -100,7 +106,11 @@ class ModelRegistry:
             data = self.store.get(row.onnx_key)
             if sha256_bytes(data) != row.onnx_sha256:
                 raise ModelsUnavailable(f"{row.name} v{row.version}: ONNX artifact fails its checksum; not loaded")
-            self._sessions[key] = OnnxModel(data, name=row.name, version=row.version)
+            model = OnnxModel(data, name=row.name, version=row.version)
+            # The first run allocates the session's working buffers: let that happen here, from
+            # mmap (see webapp.memory), not in the first request.
+            model.probabilities(np.zeros((1, *INPUT_SHAPE), np.float32))
+            self._sessions[key] = model
         return self._sessions[key]
 
     def status(self) -> dict:
