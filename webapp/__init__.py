@@ -47,12 +47,12 @@ def configure_logging(app: Flask) -> None:
 
 
 def register_extensions(app: Flask) -> None:
-    from webapp.extensions import bootstrap, csrf, db, migrate
+    from webapp.extensions import bootstrap, csrf, db
 
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
         Path(app.config["SQLALCHEMY_DATABASE_URI"][len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     db.init_app(app)
-    migrate.init_app(app, db, directory=str(MIGRATIONS), render_as_batch=True)
+    register_migrations(app)
     bootstrap.init_app(app)
     from webapp import models  # noqa: F401  (registers the tables on db.metadata)
     from webapp.auth import init_login
@@ -81,6 +81,24 @@ def register_extensions(app: Flask) -> None:
             cursor.execute("PRAGMA analysis_limit=400")
             cursor.execute("PRAGMA optimize=0x10002")
             cursor.close()
+
+
+def register_migrations(app: Flask) -> None:
+    """Flask-Migrate's `flask db` commands, when the app is made for a command (or MIGRATIONS is set).
+
+    Flask-Migrate imports Alembic, Mako and Pygments: ~10 MB that a web worker (200 MB in
+    all) or a Celery worker would carry for nothing; /healthz reads the expected revision
+    without them (webapp/schema.py).
+    """
+    import click
+
+    if not (app.config.get("MIGRATIONS") or click.get_current_context(silent=True)):
+        return
+    from flask_migrate import Migrate
+
+    from webapp.extensions import db
+
+    app.extensions["inkling.migrate"] = Migrate(app, db, directory=str(MIGRATIONS), render_as_batch=True)
 
 
 def register_services(app: Flask) -> None:

@@ -293,17 +293,13 @@ def healthz():
     object store answers, and the active models are loaded here. 503 when one is not."""
     import os
 
-    from alembic.script import ScriptDirectory
-
-    from webapp import MIGRATIONS
+    from webapp.schema import head_revision
 
     checks, healthy = {}, True
     try:
         # Read directly: alembic's MigrationContext would log two lines on every probe.
         revision = db.session.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        if "inkling.schema_head" not in current_app.extensions:  # the scripts are read once
-            current_app.extensions["inkling.schema_head"] = ScriptDirectory(str(MIGRATIONS)).get_current_head()
-        head = current_app.extensions["inkling.schema_head"]
+        head = head_revision()
         checks["database"] = {"ok": revision == head, "revision": revision}
         if revision != head:  # the release phase (`flask db upgrade`) has not run yet
             checks["database"]["error"] = f"schema at {revision}, this code expects {head}; run `flask db upgrade`"

@@ -51,7 +51,8 @@ def database_url(request, tmp_path_factory):
     from webapp import create_app
     from webapp.extensions import db
 
-    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "INSTANCE_PATH": str(tmp_path_factory.mktemp("inst"))})
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "INSTANCE_PATH": str(tmp_path_factory.mktemp("inst")),
+                      "MIGRATIONS": True})
     with app.app_context():
         upgrade()
         db.engine.dispose()

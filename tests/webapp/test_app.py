@@ -23,6 +23,33 @@ def test_migrations_give_exactly_the_orm_schema(app):
     assert differences == []
 
 
+def test_schema_head_read_without_alembic_is_alembics(tmp_path):
+    from alembic.script import ScriptDirectory
+
+    from webapp import MIGRATIONS
+    from webapp.schema import head_revision
+
+    assert head_revision() == ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    # A branch (two scripts on one parent) has no single head: refused, not guessed.
+    for name, revision, down in (("a", "0001", None), ("b", "0002", "0001"), ("c", "0003", "0001")):
+        (tmp_path / f"{name}.py").write_text(f"revision = {revision!r}\ndown_revision = {down!r}\n")
+    with pytest.raises(ValueError, match="one head"):
+        head_revision(tmp_path)
+    (tmp_path / "d.py").write_text("revision: str = '0004'\ndown_revision = ('0002', '0003')\n")  # a merge
+    assert head_revision.__wrapped__(tmp_path) == "0004"
+
+
+def test_flask_db_commands_work_from_the_command_line(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "INKLING_INSTANCE_PATH": str(tmp_path)}
+    flask = [sys.executable, "-m", "flask", "--app", "webapp", "db"]
+    upgraded = subprocess.run(flask + ["upgrade"], capture_output=True, text=True, env=env)
+    assert upgraded.returncode == 0, upgraded.stderr[-2000:]
+    current = subprocess.run(flask + ["current"], capture_output=True, text=True, env=env)
+    from webapp.schema import head_revision
+
+    assert current.returncode == 0 and head_revision() in current.stdout, current.stderr[-2000:]
+
+
 def test_heroku_postgres_urls_are_rewritten(tmp_path):
     assert database_url("postgres://u:p@host:5432/db", tmp_path) == "postgresql+psycopg://u:p@host:5432/db"
     assert database_url("postgresql://h/db", tmp_path) == "postgresql+psycopg://h/db"
@@ -44,6 +71,17 @@ def test_s3_is_chosen_when_a_bucket_is_named(tmp_path):
     assert isinstance(create_store(local), LocalObjectStore)
     s3 = from_environment({"S3_BUCKET": "b", "S3_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "x"})
     assert isinstance(create_store(s3), S3ObjectStore)
+
+
+def test_a_web_process_does_not_import_alembic(tmp_path):
+    """Flask-Migrate and Alembic are for commands; web workers answer /healthz without them (~10 MB)."""
+    code = ("import sys; from webapp import create_app; app = create_app({'SQLALCHEMY_DATABASE_URI': "
+            f"'sqlite:///{tmp_path}/x.sqlite'}}); client = app.test_client(); client.get('/healthz'); "
+            "client.get('/'); bad = [m for m in ('alembic', 'flask_migrate', 'mako') if m in sys.modules]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={"PATH": "/usr/bin:/bin", "INKLING_INSTANCE_PATH": str(tmp_path)})
+    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
 
 
 def test_creating_the_app_does_not_import_tensorflow(tmp_path):
