@@ -375,6 +375,38 @@ def test_write_behind_stores_predictions_after_answering(app, client, canvas_dra
     assert keys_match_rows(app)
 
 
+def test_write_behind_gathers_predictions_into_one_batch(app, client, canvas_drawings, monkeypatch):
+    """Predictions arriving within the writer's linger are stored with one commit, not one each."""
+    from webapp import services
+
+    app.config["PREDICTION_WRITE_BEHIND"] = True
+    writer = app.extensions["inkling.writer"] = services.PredictionWriter(linger=2.0)
+    sizes = []
+    store_batch = services._store_predictions
+    monkeypatch.setattr(services, "_store_predictions", lambda batch: (sizes.append(len(batch)), store_batch(batch)))
+    ids = [client.post("/api/v1/predictions", json={"image": d.data_url}).json["id"] for d in canvas_drawings[:5]]
+    writer.flush()
+    assert sizes == [5] and counts(app) == (5, 5) and keys_match_rows(app)
+    with app.app_context():
+        assert all(db.session.get(Drawing, drawing_id) is not None for drawing_id in ids)
+
+
+def test_rating_a_prediction_before_it_is_stored_waits_for_it(app, client, canvas_drawings):
+    from webapp.services import PredictionWriter
+
+    app.config["PREDICTION_WRITE_BEHIND"] = True
+    app.extensions["inkling.writer"] = PredictionWriter(linger=2.0)
+    answered = client.post("/api/v1/predictions", json={"image": canvas_drawings[0].data_url}).json
+    with app.app_context():
+        assert db.session.get(Drawing, answered["id"]) is None  # still with the writer
+    rated = client.post(f"/api/v1/predictions/{answered['id']}/feedback", json={"label": 3})
+    assert rated.status_code == 201 and rated.json["label"] == 3
+    with app.app_context():
+        assert db.session.get(Drawing, answered["id"]).source == "feedback"
+    # An id no writer holds is still unknown at once.
+    assert client.post("/api/v1/predictions/0123/feedback", json={"label": 3}).status_code == 404
+
+
 def test_write_behind_stores_a_burst_in_batches_and_undoes_a_failed_batch(app, client, canvas_drawings, monkeypatch):
     """Under load the writer commits many predictions at once; a failed commit leaves no object."""
     import threading
