@@ -13,11 +13,17 @@ workers = int(os.environ.get("WEB_CONCURRENCY", 2))
 # Threads overlap the waits on S3 and PostgreSQL; inference itself is a millisecond.
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", 4))
+# A worker takes a connection only when it has a thread free, and closes it after the response.
+# Kept-alive connections stay with the worker that accepted them, and one worker routinely held
+# 7 of 8 (its GIL then capped it at one core while the other idled): 190 req/s instead of 330.
+# A fresh connection goes to whichever worker is free. Heroku's router keeps the clients'
+# connections alive on its side, so clients lose nothing.
+worker_connections = threads
+keepalive = 0
 # Heroku's router drops a request after 30 s, so a worker stuck longer is of no use to anyone;
 # and a dyno gets 30 s between SIGTERM and SIGKILL, so in-flight requests get 25 to finish.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", 30))
 graceful_timeout = 25
-keepalive = 5
 # The app is created in each worker after the fork, never in the master: each worker opens
 # its own database pool and S3 client, and loads its own ONNX sessions (neither survives a
 # fork). The master imports this file and gunicorn, nothing else.

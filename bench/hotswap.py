@@ -8,9 +8,10 @@ models as v1, the same files re-imported as v2, and a v3 of the CNN whose ONNX b
 store were altered after registration (one byte flipped: still a loadable ONNX file, but
 not the one its checksum names). An open-loop client sends predictions at --rate while,
 through the admin API with a bearer token, both networks go to v2, back to v1, then the
-CNN to the corrupt v3, then back to v1. Every answer is checked for the version it names;
-a keep-alive connection stays with the worker that accepted it, and /proc says which one,
-so the time each worker took to switch is measured from the activation's response.
+CNN to the corrupt v3, then back to v1. Every answer is checked for the version it names.
+The one change to gunicorn.conf.py here is keep-alive (on, as gunicorn's default): a
+kept-alive connection stays with the worker that accepted it, and /proc says which one, so
+the time each worker took to switch is measured from the activation's response.
 RATELIMIT_ENABLED=0: one loopback address stands in for many clients here.
 """
 
@@ -79,7 +80,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="inkling-hotswap-") as name:
         tmp = Path(name)
         instance = tmp / "instance"
-        env = base_env(instance, models, args.workers, MODEL_REFRESH_SECONDS=str(REFRESH_SECONDS))
+        env = base_env(instance, models, args.workers, MODEL_REFRESH_SECONDS=str(REFRESH_SECONDS),
+                       GUNICORN_CMD_ARGS="--keep-alive 5 --worker-connections 1000")
         flask(env, "db", "upgrade")
         flask(env, "models", "import-base")
         password = secrets.token_urlsafe(16)

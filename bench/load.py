@@ -3,7 +3,7 @@
     python bench/load.py [--seconds 60] [--soak-seconds 600] [--contrib-seconds 30] [--workers 2]
 
 1. Predictions: gunicorn as the Procfile runs it (gunicorn.conf.py: gthread, 2 workers x 4
-   threads, the Procfile's malloc settings) on a free loopback port, SQLite and a local
+   threads, the Procfile's malloc setting) on a free loopback port, SQLite and a local
    object store as `make run` has them, the base models from instance/models. `wrk` POSTs a
    rotating set of canvas-like drawings (training/devset.py) for --seconds at each
    concurrency: throughput, p50/p99 latency, non-2xx.
@@ -125,9 +125,9 @@ def base_env(instance: Path, models: Path, workers: int, **extra: str) -> dict:
     """The environment of `make run` (nothing configured: SQLite, local store) plus the Procfile's."""
     env = {**os.environ, "INKLING_INSTANCE_PATH": str(instance), "MODELS_PATH": str(models),
            "RATELIMIT_ENABLED": "0", "WEB_CONCURRENCY": str(workers), "LOG_LEVEL": "WARNING",
-           # The Procfile's web line sets these (a replaced model's memory goes back to the system).
-           "MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "131072", **extra}
-    for name in ("DATABASE_URL", "S3_BUCKET", "S3_ENDPOINT_URL", "REDIS_URL", "INKLING_ENV"):
+           # The Procfile's web line sets it (two malloc arenas, not one per thread).
+           "MALLOC_ARENA_MAX": "2", **extra}
+    for name in ("DATABASE_URL", "S3_BUCKET", "S3_ENDPOINT_URL", "REDIS_URL", "INKLING_ENV", "GUNICORN_CMD_ARGS"):
         if name not in extra:
             env.pop(name, None)
     return env
@@ -199,7 +199,12 @@ class Gunicorn:
 
 def run_wrk(port: int, path: str, bodies_file: Path, *, seconds: float, concurrency: int, workdir: Path,
             server_pids: list[int] = ()) -> dict:
-    """wrk, closed loop: ``concurrency`` keep-alive connections, each sending as soon as answered."""
+    """wrk, closed loop: ``concurrency`` connections, each sending as soon as answered.
+
+    gunicorn.conf.py closes every connection after its response (so that a free worker takes
+    the next one), and wrk reconnects: ``connections`` says which worker held wrk's
+    connections at one moment, not for the whole run.
+    """
     script = workdir / f"wrk-{path.strip('/').replace('/', '-')}.lua"
     script.write_text(WRK_SCRIPT % {"bodies": bodies_file, "path": path})
     threads = min(concurrency, 2)
@@ -365,11 +370,6 @@ def predictions_and_soak(args, tmp: Path, models: Path, sample) -> tuple[list, l
             print("      per worker: " + ", ".join(
                 f"pid {pid} {result['connections'].get(pid, 0)} connections, {cpu / result['seconds'] * 100:.0f} % CPU"
                 for pid, cpu in result["worker_cpu"].items()), flush=True)
-            idle = [pid for pid in result["worker_cpu"] if not result["connections"].get(pid)]
-            if idle and concurrency >= len(result["worker_cpu"]):
-                # gthread workers share one listening socket, and whichever wakes first accepts:
-                # a worker left without a keep-alive connection sits idle for the whole run.
-                print(f"      note: worker(s) {idle} held none of wrk's connections", flush=True)
         if args.soak_seconds > 0:
             peak = max(run["rate"] for run in runs)
             soak = run_soak(server, [p.encode() for p in payloads], rate=peak / 2, seconds=args.soak_seconds,
