@@ -67,6 +67,11 @@ def post_worker_init(worker) -> None:
         worker.log.info("worker %s: models loaded %s", worker.pid, versions)
     except Exception as exc:  # readiness (/healthz) reports it; requests retry the load
         worker.log.warning("worker %s: models not loaded yet: %s", worker.pid, exc)
+    # The ~110,000 objects of the loaded app live as long as the worker: out of the collector's
+    # sight, a full collection takes ~0 ms instead of ~30 ms with every request of the worker waiting.
+    import gc
+
+    gc.freeze()
 
 
 def worker_exit(server, worker) -> None:
