@@ -169,3 +169,15 @@ def test_s3_going_down_mid_save_writes_no_row_and_predictions_keep_working(s3_ap
     started = time.monotonic()
     second = client.post("/api/v1/predictions", json={"image": canvas_drawings[3].data_url})
     assert second.status_code == 200 and time.monotonic() - started < 1
+
+
+def test_local_store_writes_again_after_its_folder_was_removed(tmp_path):
+    import shutil
+
+    from webapp.storage import LocalObjectStore
+
+    store = LocalObjectStore(tmp_path / "objects")
+    store.put("drawings/ab/one.png", b"1", content_type="image/png")
+    shutil.rmtree(tmp_path / "objects" / "drawings")  # the folder it remembers making is gone
+    store.put("drawings/ab/two.png", b"2", content_type="image/png")
+    assert store.get("drawings/ab/two.png") == b"2" and not store.exists("drawings/ab/one.png")
