@@ -37,7 +37,7 @@ run: setup
 	@$(BIN)/celery -A workers.celery_app worker --loglevel=INFO --concurrency=1 --pool=solo & worker=$$!; \
 	trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
 	echo "Inkling on http://$(HOST):$(PORT)/"; \
-	$(BIN)/gunicorn --bind $(HOST):$(PORT) --workers 2 --threads 4 --timeout 30 "webapp:create_app()"
+	$(BIN)/gunicorn --config gunicorn.conf.py --bind $(HOST):$(PORT) "webapp:create_app()"
 
 test: install
 	$(BIN)/python -m pytest

@@ -10,9 +10,12 @@ import os
 # dyno takes two.
 bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", 2))
-# Threads overlap the waits on S3 and PostgreSQL; inference itself is a millisecond.
+# Threads overlap the waits on S3 and PostgreSQL. A prediction is ~5 CPU-ms under one GIL, so
+# threads beyond two only share a core more finely: at concurrency 8, four threads a worker
+# gave p99 48-53 ms, two gave 39-41 ms at the same throughput (bench/load.py); further
+# requests wait in the listen queue, first come first served.
 worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", 4))
+threads = int(os.environ.get("GUNICORN_THREADS", 2))
 # A worker takes a connection only when it has a thread free, and closes it after the response.
 # Kept-alive connections stay with the worker that accepted them, and one worker routinely held
 # 7 of 8 (its GIL then capped it at one core while the other idled): 190 req/s instead of 330.
@@ -50,6 +53,15 @@ if os.environ.get("INKLING_ENV") == "production" or os.environ.get("LOG_FORMAT")
             "gunicorn.access": {"level": "INFO", "handlers": ["console"], "propagate": False},
         },
     }
+
+
+def post_fork(server, worker) -> None:
+    # The worker's main thread accepts connections and hands them to the threads, and needs the
+    # GIL for it; at the default 5 ms switch interval it waited behind a running request while a
+    # thread sat idle (319 req/s at concurrency 8 against 355 at 0.5 ms, bench/load.py).
+    import sys
+
+    sys.setswitchinterval(0.0005)
 
 
 def post_worker_init(worker) -> None:

@@ -40,7 +40,7 @@ def main() -> int:
     parser.add_argument("--serial-requests", type=int, default=500,
                         help="requests sent one at a time first, for the server time floor")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=2, help="as gunicorn.conf.py")
     args = parser.parse_args()
 
     import numpy as np

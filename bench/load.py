@@ -2,7 +2,7 @@
 
     python bench/load.py [--seconds 60] [--soak-seconds 600] [--contrib-seconds 30] [--workers 2]
 
-1. Predictions: gunicorn as the Procfile runs it (gunicorn.conf.py: gthread, 2 workers x 4
+1. Predictions: gunicorn as the Procfile runs it (gunicorn.conf.py: gthread, 2 workers x 2
    threads, the Procfile's malloc setting) on a free loopback port, SQLite and a local
    object store as `make run` has them, the base models from instance/models. `wrk` POSTs a
    rotating set of canvas-like drawings (training/devset.py) for --seconds at each
@@ -478,7 +478,7 @@ def main() -> int:
 
     sample = drawings()
     print(f"Load against gunicorn (gunicorn.conf.py: {args.workers} gthread workers x "
-          f"{os.environ.get('GUNICORN_THREADS', 4)} threads) on 127.0.0.1; client wrk (closed loop) and, "
+          f"{os.environ.get('GUNICORN_THREADS', 2)} threads) on 127.0.0.1; client wrk (closed loop) and, "
           f"for the soak, an open-loop Python client; RATELIMIT_ENABLED=0; {len(sample)} canvas-like drawings; "
           f"{busy_note()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="inkling-load-") as name:
