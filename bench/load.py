@@ -202,30 +202,19 @@ def run_wrk(port: int, path: str, bodies_file: Path, *, seconds: float, concurre
     """wrk, closed loop: ``concurrency`` connections, each sending as soon as answered.
 
     gunicorn.conf.py closes every connection after its response (so that a free worker takes
-    the next one), and wrk reconnects: ``connections`` says which worker held wrk's
-    connections at one moment, not for the whole run.
+    the next one) and wrk reconnects; each worker's share of the CPU shows the balance.
     """
     script = workdir / f"wrk-{path.strip('/').replace('/', '-')}.lua"
     script.write_text(WRK_SCRIPT % {"bodies": bodies_file, "path": path})
     threads = min(concurrency, 2)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     server_before = {pid: cpu_seconds([pid]) for pid in server_pids}
-    held: dict[int, int] = {}
-
-    def count_connections():  # which worker holds wrk's connections, once they are all open
-        time.sleep(min(2.0, seconds / 2))
-        owners = socket_owners(port, list(server_pids))
-        held.update({pid: sum(1 for owner in owners.values() if owner == pid) for pid in server_pids})
-
-    counter = threading.Thread(target=count_connections, daemon=True)
-    counter.start()
     done = subprocess.run(["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
                            "-s", str(script), f"http://127.0.0.1:{port}{path}"],
                           capture_output=True, text=True, timeout=seconds + 60)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     worker_cpu = {pid: cpu_seconds([pid]) - used for pid, used in server_before.items()}
     server_cpu = sum(worker_cpu.values())
-    counter.join()
     line = next((line for line in done.stdout.splitlines() if line.startswith("WRK ")), None)
     if line is None:
         raise SystemExit(f"wrk printed no summary:\n{done.stdout}{done.stderr}")
@@ -234,7 +223,7 @@ def run_wrk(port: int, path: str, bodies_file: Path, *, seconds: float, concurre
     result.update(rate=result["requests"] / (result["duration_us"] / 1e6), non_2xx=errors,
                   p50_ms=result["p50_us"] / 1000, p99_ms=result["p99_us"] / 1000,
                   client_cpu=(after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
-                  seconds=result["duration_us"] / 1e6, server_cpu=server_cpu, worker_cpu=worker_cpu, connections=held,
+                  seconds=result["duration_us"] / 1e6, server_cpu=server_cpu, worker_cpu=worker_cpu,
                   server_cpu_ms=server_cpu * 1000 / max(result["requests"], 1))
     return result
 
@@ -263,8 +252,9 @@ class OpenLoop:
         self._stop.set()
 
     def run(self) -> OpenLoop:
-        if not hasattr(self, "_pool"):
-            self._pool = [self._connect() for _ in range(self.connections)]
+        if not hasattr(self, "_pool"):  # open() not called: each connects with its first request
+            self._pool = [http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+                          for _ in range(self.connections)]
         self.started = time.perf_counter()
         self.total = int(self.rate * self.seconds)
         threads = [threading.Thread(target=self._worker, args=(connection,), daemon=True) for connection in self._pool]
@@ -368,7 +358,7 @@ def predictions_and_soak(args, tmp: Path, models: Path, sample) -> tuple[list, l
                   f"non-2xx {result['non_2xx']}; workers used {result['server_cpu_ms']:.2f} CPU-ms a request, "
                   f"wrk {result['client_cpu']:.1f} CPU-s in all", flush=True)
             print("      per worker: " + ", ".join(
-                f"pid {pid} {result['connections'].get(pid, 0)} connections, {cpu / result['seconds'] * 100:.0f} % CPU"
+                f"pid {pid} {cpu / result['seconds'] * 100:.0f} % CPU"
                 for pid, cpu in result["worker_cpu"].items()), flush=True)
         if args.soak_seconds > 0:
             peak = max(run["rate"] for run in runs)
@@ -383,8 +373,9 @@ def run_soak(server: Gunicorn, payloads: list[bytes], *, rate: float, seconds: f
           f"warm-up {warmup:.0f} s ({busy_note()}) ...", flush=True)
     pids = server.workers()
     samples: list[tuple[float, dict[int, float]]] = []
+    # Connections open with their first request: gunicorn.conf.py closes each after its response,
+    # and gunicorn drops one that has sent nothing for 5 s.
     client = OpenLoop(server.port, payloads, rate=rate, seconds=seconds, connections=16, parse=True)
-    print(f"    connections per worker: {client.open(pids)}", flush=True)
     runner = threading.Thread(target=client.run)
     runner.start()
     started = time.monotonic()
