@@ -276,12 +276,13 @@ def assert_finished_with_one_version_per_network(app, body: dict, run_id: str) -
 def test_a_run_goes_through_redis_to_a_real_worker(redis_app, client, admin_token, drawings, workers):
     """Redis carries the task to a worker process, which reports rising progress, fine-tunes both
     networks and publishes version 2 of each; a promoted version serves the next prediction."""
-    # Three epochs, so that a "training" report lasts a whole epoch and a poll every 0.5 s sees one.
-    worker = workers(FINETUNE_EPOCHS="3")
+    # Three epochs of 3,000 MNIST digits and a poll every 0.1 s, so that a "training" report
+    # (it lasts an epoch) is seen: on a quiet machine, epochs of 500 took less than a 0.5 s poll.
+    worker = workers(FINETUNE_EPOCHS="3", FINETUNE_MNIST_MINIMUM="3000")
     run_id, _ = start_run(client, admin_token, drawings)
 
     seen: list[dict] = []
-    body = wait_for(client, admin_token, run_id, finished, worker=worker, seen=seen)
+    body = wait_for(client, admin_token, run_id, finished, worker=worker, seen=seen, interval=0.1)
     assert_finished_with_one_version_per_network(redis_app, body, run_id)
     progress = [entry["progress"] for entry in seen]
     percents = [entry.get("percent", 0.0) for entry in progress]
