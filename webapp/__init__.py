@@ -87,8 +87,8 @@ def register_migrations(app: Flask) -> None:
     """Flask-Migrate's `flask db` commands, when the app is made for a command (or MIGRATIONS is set).
 
     Flask-Migrate imports Alembic, Mako and Pygments: ~10 MB that a web worker (200 MB in
-    all) or a Celery worker would carry for nothing; /healthz reads the expected revision
-    without them (webapp/schema.py).
+    all) would carry for nothing; /healthz reads the expected revision without them
+    (webapp/schema.py). (Celery's command line is click too, so its workers still load it.)
     """
     import click
 
