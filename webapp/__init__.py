@@ -98,7 +98,7 @@ def register_migrations(app: Flask) -> None:
 
     from webapp.extensions import db
 
-    app.extensions["inkling.migrate"] = Migrate(app, db, directory=str(MIGRATIONS), render_as_batch=True)
+    Migrate(app, db, directory=str(MIGRATIONS), render_as_batch=True)
 
 
 def register_services(app: Flask) -> None:

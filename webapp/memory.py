@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import logging
 import threading
 from contextlib import contextmanager
-
-log = logging.getLogger(__name__)
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
@@ -47,13 +44,15 @@ def _load_libc():
 _mallopt, _malloc_trim = _load_libc()
 
 
-def _set(option: int, value: int) -> bool:
-    return bool(_mallopt is not None and _mallopt(option, value) == 1)
+def _set(option: int, value: int) -> None:
+    if _mallopt is not None:
+        _mallopt(option, value)
 
 
-def serving_mode() -> bool:
-    """Large request buffers from the heap, kept for reuse; True if glibc took the settings."""
-    return _set(M_MMAP_THRESHOLD, SERVING_MMAP_THRESHOLD) and _set(M_TRIM_THRESHOLD, SERVING_TRIM_THRESHOLD)
+def serving_mode() -> None:
+    """Large request buffers from the heap, kept for reuse."""
+    _set(M_MMAP_THRESHOLD, SERVING_MMAP_THRESHOLD)
+    _set(M_TRIM_THRESHOLD, SERVING_TRIM_THRESHOLD)
 
 
 def trim() -> None:

@@ -27,8 +27,6 @@ from webapp.models import ModelVersion
 
 log = logging.getLogger(__name__)
 
-INPUT_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 1)
-
 
 class ModelsUnavailable(RuntimeError):
     """No usable active version of some network."""
@@ -103,19 +101,24 @@ class ModelRegistry:
     def _session(self, row: ModelVersion) -> OnnxModel:
         key = (row.name, row.version)
         if key not in self._sessions:
-            data = self.store.get(row.onnx_key)
-            if sha256_bytes(data) != row.onnx_sha256:
-                raise ModelsUnavailable(f"{row.name} v{row.version}: ONNX artifact fails its checksum; not loaded")
-            model = OnnxModel(data, name=row.name, version=row.version)
+            model = OnnxModel(read_onnx(self.store, row), name=row.name, version=row.version)
             # The first run allocates the session's working buffers: let that happen here, from
             # mmap (see webapp.memory), not in the first request.
-            model.probabilities(np.zeros((1, *INPUT_SHAPE), np.float32))
+            model.predict(np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.uint8))
             self._sessions[key] = model
         return self._sessions[key]
 
     def status(self) -> dict:
         versions = self._snapshot.versions if self._snapshot else {}
         return {"loaded": versions, "error": self.last_error}
+
+
+def read_onnx(store, row: ModelVersion) -> bytes:
+    """A version's ONNX file as published; ModelsUnavailable if it fails the sha256 recorded then."""
+    data = store.get(row.onnx_key)
+    if sha256_bytes(data) != row.onnx_sha256:
+        raise ModelsUnavailable(f"{row.name} v{row.version}: ONNX artifact fails its checksum; not loaded")
+    return data
 
 
 def upload_version_files(store, stored, prefix: str) -> None:

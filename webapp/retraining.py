@@ -228,14 +228,14 @@ def activate(name: str, version: int, *, reason: str) -> ModelVersion:
         return row
     # Web processes refuse a corrupt or missing artifact and keep the old version, but one that
     # restarts would have nothing to serve: so the database never names such a version active.
-    from training.versions import sha256_bytes
+    from webapp.registry import ModelsUnavailable, read_onnx
 
     try:
-        data = get_store().get(row.onnx_key)
+        read_onnx(get_store(), row)
     except StorageError as exc:
         raise ArtifactInvalid(f"{name} v{version}: its ONNX file cannot be read ({exc})") from exc
-    if sha256_bytes(data) != row.onnx_sha256:
-        raise ArtifactInvalid(f"{name} v{version}: its ONNX file fails its checksum; it stays {row.status}")
+    except ModelsUnavailable:
+        raise ArtifactInvalid(f"{name} v{version}: its ONNX file fails its checksum; it stays {row.status}") from None
     db.session.execute(update(ModelVersion).where(ModelVersion.name == name, ModelVersion.status == "active")
                        .values(status="retired"))
     row.status, row.activated_at, row.status_reason = "active", utcnow(), reason

@@ -57,7 +57,6 @@ class LocalObjectStore:
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
-        self._folders: set[Path] = set()
 
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
@@ -65,13 +64,9 @@ class LocalObjectStore:
     def put(self, key: str, data: bytes, *, content_type: str) -> None:
         path = self._path(key)
         try:
-            if path.parent not in self._folders:  # a mkdir per object cost more than the write
-                path.parent.mkdir(parents=True, exist_ok=True)
-                self._folders.add(path.parent)
             try:
                 handle, partial = tempfile.mkstemp(prefix=".partial-", dir=path.parent)
-            except FileNotFoundError:  # the folder was removed since (a test, an operator): again
-                self._folders.discard(path.parent)
+            except FileNotFoundError:  # a new folder: made only then (a mkdir per object cost more than the write)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 handle, partial = tempfile.mkstemp(prefix=".partial-", dir=path.parent)
             try:
