@@ -37,6 +37,9 @@ class TrainConfig:
     # and Keras would only warn and fall back.
     jit_compile: bool
     augmentation: Augmentation | None
+    # "adam" trains from scratch; "sgd" (Nesterov momentum 0.9, no warm-up) continues training
+    # a converged network, see compile_model.
+    optimizer: str = "adam"
 
 
 CONFIGS = {
@@ -53,12 +56,23 @@ def set_seed(seed: int) -> None:
 
 
 def compile_model(model: keras.Model, config: TrainConfig, steps: int) -> None:
-    schedule = keras.optimizers.schedules.CosineDecay(
-        0.0, decay_steps=max(1, steps * config.epochs), warmup_target=config.learning_rate,
-        warmup_steps=max(1, min(steps // 2, steps * config.epochs // 10)),
-    )
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"], jit_compile=config.jit_compile)
+    total = max(1, steps * config.epochs)
+    if config.optimizer == "sgd":
+        # Adam scales each weight's step to about the learning rate whatever its gradient, so on a
+        # converged network it moves every weight a little in a noisy direction: fine-tuning then
+        # swaps which drawings are right without learning from the new ones. SGD's steps follow
+        # the gradient, which is large only where the new drawings disagree with the network.
+        optimizer = keras.optimizers.SGD(keras.optimizers.schedules.CosineDecay(config.learning_rate, total),
+                                         momentum=0.9, nesterov=True)
+    elif config.optimizer == "adam":
+        optimizer = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(
+            0.0, decay_steps=total, warmup_target=config.learning_rate,
+            warmup_steps=max(1, min(steps // 2, total // 10)),
+        ))
+    else:
+        raise ValueError(f"unknown optimizer {config.optimizer!r}; expected 'adam' or 'sgd'")
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                  jit_compile=config.jit_compile)
 
 
 def fit(model: keras.Model, x: np.ndarray, y: np.ndarray, *, config: TrainConfig, seed: int,
@@ -75,6 +89,33 @@ def fit(model: keras.Model, x: np.ndarray, y: np.ndarray, *, config: TrainConfig
     model.fit(dataset, steps_per_epoch=steps, epochs=config.epochs, validation_data=validation_data,
               validation_freq=[config.epochs], callbacks=list(callbacks), verbose=verbose)
     return model
+
+
+def recalibrate_batch_norm(model: keras.Model, x: np.ndarray, *, spatial_only: bool = True) -> list[str]:
+    """Re-estimate batch-norm moving statistics on clean images ``x`` (N, 28, 28) uint8.
+
+    Training leaves each batch-norm layer with statistics of its last few *augmented* batches
+    (rotated, sheared, thickened); the network then serves unaugmented drawings. This sets them
+    to the statistics of ``x`` instead, layer by layer in inference mode, each layer seeing the
+    output of the already recalibrated ones. ``spatial_only`` keeps to the convolutional layers,
+    whose statistics pool every position of every image (500 drawings give 32,000 to 288,000
+    values a channel); a dense layer gets one value a drawing, too few to estimate its units
+    from a small batch. Returns the names of the layers it changed. The model must be a chain of
+    layers (both of Inkling's networks are).
+    """
+    layers = model.layers
+    if any(layers[i].input is not layers[i - 1].output for i in range(1, len(layers))):
+        raise ValueError("recalibrate_batch_norm needs a network that is a chain of layers")
+    values = to_model_input(x)
+    changed = []
+    for layer in layers[1:]:
+        if isinstance(layer, keras.layers.BatchNormalization) and (not spatial_only or values.ndim == 4):
+            axes = tuple(range(values.ndim - 1))
+            layer.moving_mean.assign(values.mean(axis=axes, dtype=np.float64).astype(np.float32))
+            layer.moving_variance.assign(values.var(axis=axes, dtype=np.float64).astype(np.float32))
+            changed.append(layer.name)
+        values = np.asarray(layer(values, training=False))
+    return changed
 
 
 def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -306,7 +307,7 @@ def _train_all(run: TrainingRun) -> dict:
     import keras
 
     from training.export import save_version
-    from training.finetune import FineTuneConfig, Samples, evaluate, fine_tune, gate
+    from training.finetune import FINE_TUNE_CONFIGS, Samples, evaluate, fine_tune, gate
     from training.mnist import load_mnist
     from training.preprocess import to_model_input
     from training.versions import KERAS_FILE
@@ -314,7 +315,6 @@ def _train_all(run: TrainingRun) -> dict:
     config = current_app.config
     store = get_store()
     mnist = load_mnist()
-    tune = FineTuneConfig(epochs=config["FINETUNE_EPOCHS"], mnist_minimum=config["FINETUNE_MNIST_MINIMUM"])
     # Status alone would do (flagged drawings are never confirmed); the flag is belt and braces.
     confirmed = select(Drawing).where(Drawing.status == "confirmed", ~Drawing.not_digit)
     started_at = run.started_at
@@ -347,6 +347,8 @@ def _train_all(run: TrainingRun) -> dict:
             holdout_query = holdout_query.where(Drawing.confirmed_at <= parent.data_until)
         holdout = _samples(holdout_query)
         data_until = db.session.scalar(new_query.with_only_columns(func.max(Drawing.confirmed_at)))
+        tune = replace(FINE_TUNE_CONFIGS[name], epochs=config["FINETUNE_EPOCHS"],
+                       mnist_minimum=config["FINETUNE_MNIST_MINIMUM"])
         with tempfile.TemporaryDirectory(prefix="inkling-run-") as tmp:
             parent_keras = Path(tmp) / f"parent-{KERAS_FILE}"
             parent_keras.write_bytes(store.get(f"{parent.object_prefix}{KERAS_FILE}"))

@@ -1,4 +1,4 @@
-"""Fine-tuning: what one run trains on, and that training runs use the library's defaults."""
+"""Fine-tuning: what one run trains on, batch-norm recalibration, and the defaults training runs use."""
 
 from __future__ import annotations
 
@@ -33,8 +33,114 @@ def test_a_small_batch_still_gets_the_mnist_minimum(mnist):
 
 def test_training_runs_use_the_fine_tuning_defaults():
     """webapp/config.py cannot import training/ (TensorFlow), so its defaults are kept in step here."""
+    from training import MODEL_NAMES
+    from training.finetune import FINE_TUNE_CONFIGS
     from webapp.config import from_environment
 
     config = from_environment({})
-    assert config["FINETUNE_EPOCHS"] == FineTuneConfig().epochs
-    assert config["FINETUNE_MNIST_MINIMUM"] == FineTuneConfig().mnist_minimum
+    assert set(FINE_TUNE_CONFIGS) == set(MODEL_NAMES)
+    for tune in FINE_TUNE_CONFIGS.values():
+        assert config["FINETUNE_EPOCHS"] == tune.epochs
+        assert config["FINETUNE_MNIST_MINIMUM"] == tune.mnist_minimum
+
+
+def _bn_layers(model):
+    import keras
+
+    return [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def test_recalibration_sets_each_conv_layers_statistics_to_those_of_the_drawings(tiny_models, mnist):
+    import keras
+
+    from training.preprocess import to_model_input
+    from training.train import recalibrate_batch_norm
+
+    _, versions = tiny_models
+    model = keras.models.load_model(versions["cnn"].keras_path)
+    dense_before = [np.array(layer.moving_mean) for layer in _bn_layers(model) if layer.name == "bn_dense"]
+    drawings = mnist.x_val[:300]
+    assert recalibrate_batch_norm(model, drawings) == ["bn1", "bn2"]
+    for layer in _bn_layers(model):
+        if layer.name == "bn_dense":  # one value a drawing: left as trained
+            np.testing.assert_array_equal(np.array(layer.moving_mean), dense_before[0])
+            continue
+        # What reaches the layer once the layers before it are recalibrated, computed by Keras itself.
+        inputs = keras.Model(model.inputs, layer.input).predict(to_model_input(drawings), verbose=0)
+        np.testing.assert_allclose(np.array(layer.moving_mean), inputs.mean(axis=(0, 1, 2)), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(np.array(layer.moving_variance), inputs.var(axis=(0, 1, 2)), rtol=1e-3,
+                                   atol=1e-5)
+
+
+def test_recalibration_repairs_statistics_that_do_not_match_what_is_served(tiny_models, mnist):
+    import keras
+
+    from training.train import accuracy, recalibrate_batch_norm
+
+    _, versions = tiny_models
+    model = keras.models.load_model(versions["cnn"].keras_path)
+    trained = accuracy(model, mnist.x_test[:2000], mnist.y_test[:2000])
+    for layer in _bn_layers(model)[:2]:  # statistics from inputs far from the served ones
+        layer.moving_mean.assign(layer.moving_mean.numpy() + 2.0)
+        layer.moving_variance.assign(layer.moving_variance.numpy() * 9.0)
+    assert accuracy(model, mnist.x_test[:2000], mnist.y_test[:2000]) < trained - 0.2
+    recalibrate_batch_norm(model, mnist.x_val[:500])
+    assert accuracy(model, mnist.x_test[:2000], mnist.y_test[:2000]) >= trained - 0.02
+
+
+def test_recalibration_of_dense_layers_only_when_asked(tiny_models, mnist):
+    import keras
+
+    from training.train import recalibrate_batch_norm
+
+    _, versions = tiny_models
+    model = keras.models.load_model(versions["fnn"].keras_path)
+    assert recalibrate_batch_norm(model, mnist.x_val[:300]) == []
+    assert recalibrate_batch_norm(model, mnist.x_val[:300], spatial_only=False) == ["bn1", "bn2"]
+
+
+def test_recalibration_refuses_a_network_that_is_not_a_chain(mnist):
+    import keras
+    import pytest
+
+    from training.train import recalibrate_batch_norm
+
+    inputs = keras.Input((28, 28, 1))
+    conv = keras.layers.Conv2D(4, 3, padding="same")(inputs)
+    branch = keras.layers.BatchNormalization()(conv)
+    outputs = keras.layers.Add()([conv, branch])
+    with pytest.raises(ValueError, match="chain"):
+        recalibrate_batch_norm(keras.Model(inputs, outputs), mnist.x_val[:10])
+
+
+def test_calibration_uses_new_and_replayed_drawings_and_needs_enough_of_them():
+    from training.finetune import calibration_drawings
+
+    config = FineTuneConfig(calibration_minimum=50, calibration_limit=100)
+    rng = np.random.default_rng(0)
+    assert len(calibration_drawings(new=_samples(30, 1), replay=_samples(19, 2), config=config, rng=rng)) == 0
+    assert len(calibration_drawings(new=_samples(30, 1), replay=_samples(20, 2), config=config, rng=rng)) == 50
+    capped = calibration_drawings(new=_samples(300, 1), replay=_samples(300, 2), config=config, rng=rng)
+    assert capped.shape == (100, 28, 28)
+    assert {1, 2} == set(np.unique(capped).tolist())
+
+
+def test_a_fine_tuned_network_serves_with_statistics_of_the_confirmed_drawings(tiny_models, mnist):
+    import keras
+
+    from training.finetune import fine_tune
+    from training.preprocess import to_model_input
+
+    _, versions = tiny_models
+    new = Samples(mnist.x_val[:300], mnist.y_val[:300])
+    config = FineTuneConfig(epochs=1, mnist_minimum=500, calibration_minimum=200)
+    model = fine_tune(versions["cnn"].keras_path, name="cnn", new=new, replay=Samples.empty(), mnist=mnist,
+                      config=config)
+    first = _bn_layers(model)[0]
+    inputs = keras.Model(model.inputs, first.input).predict(to_model_input(new.x), verbose=0)
+    np.testing.assert_allclose(np.array(first.moving_mean), inputs.mean(axis=(0, 1, 2)), rtol=1e-4, atol=1e-5)
+    # Too few drawings: the statistics are those training left, not the drawings'.
+    few = fine_tune(versions["cnn"].keras_path, name="cnn", new=Samples(new.x[:20], new.y[:20]),
+                    replay=Samples.empty(), mnist=mnist, config=config)
+    inputs = keras.Model(few.inputs, _bn_layers(few)[0].input).predict(to_model_input(new.x[:20]), verbose=0)
+    assert not np.allclose(np.array(_bn_layers(few)[0].moving_mean), inputs.mean(axis=(0, 1, 2)), atol=1e-3)
