@@ -21,6 +21,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 WAIT_MS = 15_000  # a prediction runs both networks on a shared, possibly busy CPU
+# expect() waits 5 s by default, which a review card once overran on a busy 2-core machine.
+expect.set_options(timeout=WAIT_MS)
 MODELS = ("fnn", "cnn")
 
 # A "7" in two strokes, as fractions of the canvas: the bar, then the stem down to the foot.
