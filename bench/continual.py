@@ -33,7 +33,7 @@ sys.path[:] = [str(BENCH.parent)] + [entry for entry in sys.path if Path(entry o
 from training import MODEL_NAMES, NUM_CLASSES  # noqa: E402
 from training.devset import VARIANTS, generate  # noqa: E402
 from training.finetune import (  # noqa: E402
-    FINE_TUNE_CONFIGS, MNIST_TOLERANCE, FineTuneConfig, Samples, evaluate, fine_tune, gate,
+    FINE_TUNE_CONFIGS, MNIST_TOLERANCE, Samples, evaluate, fine_tune, gate,
 )
 from training.mnist import Mnist, load_mnist  # noqa: E402
 from training.preprocess import preprocess  # noqa: E402
@@ -78,8 +78,7 @@ def points(before: float, after: float) -> str:
     return f"{(after - before) * 100:+.2f}"
 
 
-def run_seed(seed: int, *, args, mnist: Mnist, parents: dict, configs: dict[str, FineTuneConfig],
-             timed_run: bool) -> dict:
+def run_seed(seed: int, *, args, mnist: Mnist, parents: dict, timed_run: bool) -> dict:
     """Everything for one seed: its drawings, the fine-tunes and their evaluation (and the clock)."""
     # Disjoint sets of MNIST test digits: each drawing is made from a digit of its own set only.
     order = np.random.default_rng(seed).permutation(len(mnist.x_test))
@@ -110,7 +109,7 @@ def run_seed(seed: int, *, args, mnist: Mnist, parents: dict, configs: dict[str,
         row["parent"]["unseen"] = accuracy(model, mnist.x_test[unseen], mnist.y_test[unseen])
         for kind, samples in (("clean", new), ("poisoned", poisoned)):
             candidate = fine_tune(stored.keras_path, name=name, new=samples, replay=Samples.empty(), mnist=mnist,
-                                  seed=seed, config=configs[name])
+                                  seed=seed, config=FINE_TUNE_CONFIGS[name])
             row[kind] = evaluate(candidate, mnist=mnist, holdout=holdout)
             row[kind]["unseen"] = accuracy(candidate, mnist.x_test[unseen], mnist.y_test[unseen])
             row[kind]["promote"], row[kind]["reason"] = gate(row["parent"], row[kind])
@@ -123,7 +122,7 @@ def run_seed(seed: int, *, args, mnist: Mnist, parents: dict, configs: dict[str,
         for name, stored in parents.items():
             started = time.perf_counter()
             candidate = fine_tune(stored.keras_path, name=name, new=timed, replay=Samples.empty(), mnist=mnist,
-                                  seed=seed, config=configs[name])
+                                  seed=seed, config=FINE_TUNE_CONFIGS[name])
             seconds[name] = time.perf_counter() - started
             results[name]["timed"] = evaluate(candidate, mnist=mnist, holdout=holdout)
 
@@ -197,7 +196,6 @@ def main() -> int:
     parser.add_argument("--poisoned-fraction", type=float, default=0.3)
     args = parser.parse_args()
     root = args.models or default_models_root()
-    configs = FINE_TUNE_CONFIGS
     mnist = load_mnist()
     if args.holdout is None:
         args.holdout = len(mnist.x_test) - args.new - args.timed
@@ -208,12 +206,12 @@ def main() -> int:
     print("models: " + ", ".join(f"{name} v{stored.version}" for name, stored in parents.items()) + f" ({root})")
     print(f"fine-tuning (as training runs do), seeds {args.seeds}, no replay:")
     for name in MODEL_NAMES:
-        print(f"  {name}: {configs[name]}")
+        print(f"  {name}: {FINE_TUNE_CONFIGS[name]}")
     print("Note: every drawing is a re-rendered MNIST *test* digit, so the MNIST test metric includes\n"
           "the digits the training drawings were made from; the column 'MNIST w/o' leaves out the\n"
           f"{args.new:,} behind the new drawings.")
 
-    runs = {seed: run_seed(seed, args=args, mnist=mnist, parents=parents, configs=configs, timed_run=index == 0)
+    runs = {seed: run_seed(seed, args=args, mnist=mnist, parents=parents, timed_run=index == 0)
             for index, seed in enumerate(args.seeds)}
 
     if len(runs) > 1:
@@ -234,7 +232,7 @@ def main() -> int:
     print(f"\nTime to fine-tune on {first['timed']:,} new drawings (seed {args.seeds[0]}, model loading included, "
           "2 CPU cores shared with whatever else runs)")
     for name in MODEL_NAMES:
-        print(f"  {name:<6}{seconds[name]:6.1f} s  ({configs[name].epochs} epochs)")
+        print(f"  {name:<6}{seconds[name]:6.1f} s  ({FINE_TUNE_CONFIGS[name].epochs} epochs)")
     print(f"  {'total':<6}{total:6.1f} s  (the floor is on the total: one run fine-tunes both networks)")
 
     print("\nFloors (issue #4; every seed must pass on its own)")

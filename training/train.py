@@ -106,16 +106,19 @@ def recalibrate_batch_norm(model: keras.Model, x: np.ndarray, *, spatial_only: b
     layers = model.layers
     if any(layers[i].input is not layers[i - 1].output for i in range(1, len(layers))):
         raise ValueError("recalibrate_batch_norm needs a network that is a chain of layers")
+    targets = [layer for layer in layers if isinstance(layer, keras.layers.BatchNormalization)
+               and (not spatial_only or len(layer.input.shape) == 4)]
+    if not targets:
+        return []
     values = to_model_input(x)
-    changed = []
-    for layer in layers[1:]:
-        if isinstance(layer, keras.layers.BatchNormalization) and (not spatial_only or values.ndim == 4):
+    # Only as far as the last layer to recalibrate: what comes after cannot change its input.
+    for layer in layers[1:layers.index(targets[-1]) + 1]:
+        if layer in targets:
             axes = tuple(range(values.ndim - 1))
             layer.moving_mean.assign(values.mean(axis=axes, dtype=np.float64).astype(np.float32))
             layer.moving_variance.assign(values.var(axis=axes, dtype=np.float64).astype(np.float32))
-            changed.append(layer.name)
         values = np.asarray(layer(values, training=False))
-    return changed
+    return [layer.name for layer in targets]
 
 
 def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
