@@ -20,6 +20,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.config.from_mapping(from_environment())
     app.config.from_mapping(overrides or {})
     app.instance_path = app.config["INSTANCE_PATH"]
+    register_parsing(app)
     app.json.sort_keys = False  # keep "fnn" before "cnn", as the UI shows them
     configure_logging(app)
     register_extensions(app)
@@ -99,6 +100,12 @@ def register_migrations(app: Flask) -> None:
     from webapp.extensions import db
 
     Migrate(app, db, directory=str(MIGRATIONS), render_as_batch=True)
+
+
+def register_parsing(app: Flask) -> None:
+    from webapp.parsing import init_parsing
+
+    init_parsing(app)
 
 
 def register_services(app: Flask) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import date, datetime, time, timedelta, timezone
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
@@ -20,12 +21,15 @@ from webapp.auth import admin_page
 from webapp.extensions import db, limiter
 from webapp.models import SOURCES, STATUSES, Drawing, Prediction, User
 from webapp.pages import local_path
+from webapp.parsing import MAX_INT_DIGITS, int_arg
 from webapp.retraining import live_run
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 REVIEW_PAGE_SIZE = 48
 DATASET_PAGE_SIZE = 96
+MAX_PAGE = 10**MAX_INT_DIGITS - 1  # past the last page is the last page
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 class LoginForm(FlaskForm):
@@ -88,21 +92,25 @@ def _date_arg(name: str) -> date | None:
     value = request.args.get(name, "")
     if not value:
         return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        abort(400, description=_("%(name)s must be a date like 2026-11-25", name=name))
+    # Only the form the date picker sends; date.max has no next day for "until" to stop before.
+    if _ISO_DATE.fullmatch(value):
+        try:
+            day = date.fromisoformat(value)
+            if day < date.max:
+                return day
+        except ValueError:
+            pass
+    abort(400, description=_("%(name)s must be a date like 2026-11-25", name=name))
 
 
 def _drawing_filters() -> tuple[list, dict]:
     """The review queue's and dataset browser's filters, from the query string."""
     args = request.args
     filters, chosen = [], {}
-    if (label := args.get("label", "")) != "":
-        if not (len(label) == 1 and label.isdigit()):
-            abort(400, description=_("label must be a digit from 0 to 9"))
-        filters.append(Drawing.label == int(label))
-        chosen["label"] = label
+    label = int_arg("label", default=None, low=0, high=9, message=_("label must be a digit from 0 to 9"))
+    if label is not None:
+        filters.append(Drawing.label == label)
+        chosen["label"] = str(label)
     for name, allowed in (("status", STATUSES), ("source", SOURCES)):
         if value := args.get(name, ""):
             if value not in allowed:
@@ -126,11 +134,9 @@ def _drawing_filters() -> tuple[list, dict]:
 
 
 def _page(total: int, size: int) -> tuple[int, int]:
-    text = request.args.get("page", "1")
-    if not text.isdigit() or int(text) < 1:
-        abort(400, description=_("page must be a positive integer"))
+    page = int_arg("page", default=1, low=1, high=MAX_PAGE, message=_("page must be a positive integer"))
     pages = max(1, math.ceil(total / size))
-    return min(int(text), pages), pages
+    return min(page, pages), pages
 
 
 @bp.get("/review")

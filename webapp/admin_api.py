@@ -5,10 +5,11 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 
-from webapp.api import _json_body, _label, drawing_json, get_or_404
+from webapp.api import _label, drawing_json, get_or_404
 from webapp.auth import admin_required
 from webapp.extensions import db
 from webapp.models import Drawing, TrainingRun
+from webapp.parsing import json_object
 from webapp.retraining import (ArtifactInvalid, QueueUnavailable, activate, confirm, maybe_trigger_automatically,
                                reject, request_run, run_json)
 from webapp.services import ServiceError
@@ -43,7 +44,7 @@ def _review(row: Drawing, item: dict) -> None:
 @bp.post("/drawings/<drawing_id>/review")
 @admin_required
 def review_drawing(drawing_id: str):
-    body = _json_body()
+    body = json_object()
     row = get_or_404(Drawing, drawing_id, "drawing")
     _review(row, body)
     db.session.commit()
@@ -56,7 +57,7 @@ def review_drawing(drawing_id: str):
 @admin_required
 def review_drawings():
     """Many decisions in one transaction (the review queue's bulk actions): all or none."""
-    items = _json_body().get("items")
+    items = json_object().get("items")
     if not isinstance(items, list) or not items or not all(isinstance(item, dict) for item in items):
         raise ServiceError(400, "invalid_items", "items must be a non-empty list of {id, status, label?}")
     if len(items) > MAX_REVIEW_BATCH:
@@ -106,7 +107,7 @@ def get_training_run(run_id: str):
 @bp.post("/models/<name>/versions/<int:version>/activate")
 @admin_required
 def activate_version(name: str, version: int):
-    reason = (request.get_json(silent=True) or {}).get("reason") or "activated by an admin"
+    reason = json_object(required=False).get("reason") or "activated by an admin"
     try:
         row = activate(name, version, reason=str(reason)[:200])
     except LookupError as exc:

@@ -8,11 +8,11 @@ from datetime import datetime, timedelta, timezone
 
 from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
 from sqlalchemy import case, func, select, text
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from training.preprocess import preprocess
 from webapp.extensions import db, limiter
 from webapp.models import SOURCES, STATUSES, Drawing, ModelVersion, Prediction, Rating
+from webapp.parsing import int_arg, json_object
 from webapp.registry import ModelsUnavailable, get_registry
 from webapp.services import (ServiceError, contributions_of, flag_not_digit, predict_drawing, record_feedback,
                              save_drawing)
@@ -21,6 +21,8 @@ from webapp.storage import ObjectNotFound, StorageError, get_store
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 health = Blueprint("health", __name__)
 
+MAX_PAGE = 1_000_000
+LABEL_MESSAGE = "label must be an integer digit from 0 to 9"
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 
 
@@ -32,19 +34,6 @@ def iso(moment: datetime | None) -> str | None:
     return moment.isoformat(timespec="seconds")
 
 
-def _json_body() -> dict:
-    body = request.get_json(silent=True)
-    if request.content_length is None and getattr(request.stream, "is_exhausted", False):
-        # Werkzeug stops reading a body sent without Content-Length (chunked) at
-        # MAX_CONTENT_LENGTH and returns what it read without complaint: bigger is 413.
-        raise RequestEntityTooLarge()
-    if body is None:
-        raise ServiceError(400, "invalid_json", "the request body must be a JSON object")
-    if not isinstance(body, dict):
-        raise ServiceError(400, "invalid_json", "the request body must be a JSON object")
-    return body
-
-
 def _label(value, *, required: bool = True) -> int | None:
     # Booleans are ints in Python and 3.0 == 3; neither is a digit label.
     if value is None and not required:
@@ -52,7 +41,7 @@ def _label(value, *, required: bool = True) -> int | None:
     if isinstance(value, str) and len(value) == 1 and value in "0123456789":
         return int(value)
     if type(value) is not int or not 0 <= value <= 9:
-        raise ServiceError(400, "invalid_label", "label must be an integer digit from 0 to 9")
+        raise ServiceError(400, "invalid_label", LABEL_MESSAGE)
     return value
 
 
@@ -61,7 +50,7 @@ def _client_drawing_id() -> str | None:
     if request.mimetype == "multipart/form-data":
         value = request.form.get("id")
     else:
-        value = _json_body().get("id")
+        value = json_object().get("id")
     if value is None:
         return None
     if not isinstance(value, str) or not _UUID.match(value.lower()):
@@ -78,9 +67,9 @@ def _image_and_label(*, want_label: bool):
         payload = upload.read()
         label = request.form.get("label")
         if want_label and label is None:
-            raise ServiceError(400, "invalid_label", "label must be an integer digit from 0 to 9")
+            raise ServiceError(400, "invalid_label", LABEL_MESSAGE)
     else:
-        body = _json_body()
+        body = json_object()
         payload = body.get("image")
         if payload is None:
             raise ServiceError(400, "missing_image", "the body needs an 'image': a data URL or base64 PNG/JPEG/WebP")
@@ -119,7 +108,7 @@ def create_prediction():
 @bp.post("/predictions/<drawing_id>/feedback")
 @limiter.limit(lambda: current_app.config["RATE_LIMIT_FEEDBACK"])
 def create_feedback(drawing_id: str):
-    label = _label(_json_body().get("label"))
+    label = _label(json_object().get("label"))
     rating, correct = record_feedback(drawing_id=drawing_id, label=label, client_id=g.client_id)
     return jsonify({"id": drawing_id, "label": rating.label, "correct": correct}), 201
 
@@ -129,7 +118,7 @@ def _not_digit_flag() -> bool:
     if request.mimetype == "multipart/form-data":
         value = {"true": True, "false": False, None: False}.get(request.form.get("not_digit"), None)
     else:
-        value = _json_body().get("not_digit", False)
+        value = json_object().get("not_digit", False)
     if not isinstance(value, bool):
         raise ServiceError(400, "invalid_not_digit", "not_digit must be true or false")
     return value
@@ -161,17 +150,15 @@ def list_drawings():
     query = select(Drawing).order_by(Drawing.created_at.desc(), Drawing.id)
     count = select(func.count()).select_from(Drawing)
     filters = []
-    if (label := request.args.get("label", "")) != "":
-        filters.append(Drawing.label == _label(label))
+    if (label := int_arg("label", default=None, low=0, high=9, message=LABEL_MESSAGE)) is not None:
+        filters.append(Drawing.label == label)
     for name, allowed in (("status", STATUSES), ("source", SOURCES)):
         if value := request.args.get(name):
             if value not in allowed:
                 raise ServiceError(400, f"invalid_{name}", f"{name} must be one of {', '.join(allowed)}")
             filters.append(getattr(Drawing, name) == value)
-    page_text = request.args.get("page", "1")
-    if not page_text.isdigit() or int(page_text) < 1 or int(page_text) > 1_000_000:
-        raise ServiceError(400, "invalid_page", "page must be a positive integer")
-    page, size = int(page_text), current_app.config["PAGE_SIZE"]
+    page = int_arg("page", default=1, low=1, high=MAX_PAGE, message=f"page must be a whole number from 1 to {MAX_PAGE:,}")
+    size = current_app.config["PAGE_SIZE"]
     total = db.session.scalar(count.where(*filters)) or 0
     rows = db.session.scalars(query.where(*filters).limit(size).offset((page - 1) * size)).all()
     return jsonify({"items": [drawing_json(row) for row in rows], "page": page, "page_size": size,

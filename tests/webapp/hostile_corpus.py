@@ -308,3 +308,34 @@ def fuzz_payloads(count: int, seed: int) -> list[bytes]:
             data = mutate(data, rng) if len(data) > 8 else data
         payloads.append(data)
     return payloads
+
+
+# Hostile requests beyond images -----------------------------------------------------------
+
+
+def deep_json_bodies(depth: int = 5000) -> list[tuple[str, bytes]]:
+    """JSON bodies nested far deeper than any request needs: the decoder would recurse per level."""
+    return [
+        ("deep arrays", b"[" * depth + b"]" * depth),
+        ("deep objects", b'{"a":' * depth + b"1" + b"}" * depth),
+        ("deep inside a valid key", b'{"image": ' + b"[" * depth + b"]" * depth + b', "label": 1}'),
+        ("deep and never closed", b"[" * depth),
+        ("deep mixed", b'[{"a":' * (depth // 2) + b"0" + b"}]" * (depth // 2)),
+    ]
+
+
+# What a strict integer parameter refuses: Unicode digits (str.isdigit() says yes, int() may not),
+# full-width and Arabic-Indic digits (int() reads them), signs, spaces, exponents, and numbers
+# too long for int() (it refuses more than 4,300 digits with a ValueError).
+BAD_INTEGERS = ["²", "１２", "٣", "½", "Ⅻ", "1e3", "+1", " 1", "1 ", "-0", "-1", "0x1", "1.0", "1_0", "1\n",
+                "\x00", "9" * 30, "9" * 5000]
+
+# Dates for the admin filters that are not a plain YYYY-MM-DD, or have no next day.
+BAD_DATES = ["２０２６-１１-２５", "2026-11-2٥", "20261125", "2026-W48-3", "9999-12-31", "2026-02-30", " 2026-11-25"]
+
+# ?next= targets with control characters and backslashes: browsers drop tabs and newlines and
+# read "\" as "/", so each of these may turn into "//evil.example"; a newline in a Location
+# header is a header injection (Werkzeug refuses it with an exception).
+BAD_REDIRECTS = ["/\t/evil.example", "/\n/evil.example", "/\r\nSet-Cookie: x=1", "/\\evil.example", "\\\\evil.example",
+                 "/\x00/evil.example", "/\x0b/evil.example", "/\x7f/evil.example", " //evil.example",
+                 "/%09/evil.example", "\t//evil.example", "/admin/\x1b[31m"]
