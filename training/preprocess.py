@@ -79,7 +79,7 @@ class EmptyDrawing(PreprocessError):
 
 @dataclass(frozen=True)
 class Upload:
-    """The original bytes of an upload, as they will be stored, and what they are."""
+    """An upload as it will be stored, and what it is: a bare PNG as sent, anything else re-encoded."""
 
     data: bytes
     mime: str
@@ -207,12 +207,22 @@ def open_upload(payload: bytes | str, *, max_bytes: int = MAX_IMAGE_BYTES) -> tu
         raise ImageTooLarge("the image declares too many pixels") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise UnsupportedImage(f"the image is corrupt or truncated: {exc}") from None
-    if readable != raw:
-        # Metadata or a trailer (an HTML polyglot, say) came with the pixels: store the pixels alone.
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-        raw = buffer.getvalue()
+    if readable != raw or mime != "image/png":
+        # Only a bare PNG is kept as sent. Anything else may carry what its sender did not mean
+        # to publish (a phone photo's EXIF location, an ICC or XMP packet, a comment) or a
+        # trailer (an HTML polyglot), and is served back to others: store its pixels alone,
+        # decoded as the networks read them, losslessly.
+        raw, mime = pixels_png(image), "image/png"
     return Upload(data=raw, mime=mime, width=width, height=height), image
+
+
+def pixels_png(image: Image.Image) -> bytes:
+    """A PNG of ``image``'s pixels and nothing else (Pillow would carry over its ICC profile)."""
+    clean = image.convert("RGB") if image.mode == "CMYK" else image.copy()
+    clean.info = {key: value for key, value in image.info.items() if key == "transparency"}
+    buffer = io.BytesIO()
+    clean.save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def _check_size(width: int, height: int) -> None:

@@ -171,11 +171,45 @@ def test_preview_png_shows_exactly_what_the_model_sees():
     assert np.array_equal(to_model_input(result.pixels)[0, :, :, 0], result.array)
 
 
-def test_upload_bytes_are_kept_as_sent():
-    data = encode(seven(), "WEBP")
-    result = preprocess(data_url(data, "image/webp"))
-    assert result.upload.data == data and result.upload.mime == "image/webp"
+def test_a_bare_png_is_kept_as_sent():
+    data = encode(seven())
+    result = preprocess(data_url(data))
+    assert result.upload.data == data and result.upload.mime == "image/png"
     assert (result.upload.width, result.upload.height) == (280, 280)
+
+
+@pytest.mark.parametrize("fmt, mime", [("JPEG", "image/jpeg"), ("WEBP", "image/webp")])
+def test_jpeg_and_webp_are_stored_as_their_pixels_alone(fmt, mime):
+    from PIL import ImageCms
+
+    exif = Image.Exif()
+    exif[0x010E] = "Home, 12 Secret Road"
+    exif.get_ifd(0x8825)[2] = (51.0, 30.0, 26.0)  # GPSLatitude
+    options = {"exif": exif, "xmp": b"<x:xmpmeta>secret-xmp</x:xmpmeta>",
+               "icc_profile": ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()}
+    if fmt == "JPEG":
+        options["comment"] = b"secret-comment"
+    data = encode(seven(), fmt, **options) + b"<html><script>alert(1)</script></html>"
+    result = preprocess(data_url(data, mime))
+    stored = result.upload.data
+    assert result.upload.mime == "image/png" and stored.startswith(b"\x89PNG")
+    for secret in (b"Exif", b"Secret Road", b"secret-xmp", b"secret-comment", b"acsp", b"<html", b"<script"):
+        assert secret not in stored, secret
+    reread = Image.open(io.BytesIO(stored))
+    assert not {"exif", "icc_profile", "xmp", "comment"} & set(reread.info)
+    # The pixels the networks read, exactly: the same digit comes out of the stored copy.
+    assert reread.convert("RGB").tobytes() == Image.open(io.BytesIO(data)).convert("RGB").tobytes()
+    assert np.array_equal(preprocess(stored).pixels, result.pixels)
+    assert (result.upload.width, result.upload.height) == (280, 280)
+
+
+def test_a_cmyk_jpeg_is_stored_as_the_rgb_the_networks_read():
+    data = encode(seven().convert("CMYK"), "JPEG")
+    result = preprocess(data)
+    stored = Image.open(io.BytesIO(result.upload.data))
+    assert result.upload.mime == "image/png" and stored.mode == "RGB"
+    assert stored.tobytes() == Image.open(io.BytesIO(data)).convert("RGB").tobytes()
+    assert np.array_equal(preprocess(result.upload.data).pixels, result.pixels)
 
 
 def test_sixteen_bit_and_palette_pngs_are_valid():

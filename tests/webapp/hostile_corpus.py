@@ -339,3 +339,24 @@ BAD_DATES = ["２０２６-１１-２５", "2026-11-2٥", "20261125", "2026-W48-
 BAD_REDIRECTS = ["/\t/evil.example", "/\n/evil.example", "/\r\nSet-Cookie: x=1", "/\\evil.example", "\\\\evil.example",
                  "/\x00/evil.example", "/\x0b/evil.example", "/\x7f/evil.example", " //evil.example",
                  "/%09/evil.example", "\t//evil.example", "/admin/\x1b[31m"]
+
+
+# What a photo or an edited image carries besides its pixels, each with a marker to look for.
+SECRETS = {"exif": b"Home, 12 Secret Road", "gps": b"N", "comment": b"secret-comment", "xmp": b"secret-xmp-packet",
+           "icc": b"acsp", "trailer": b"<html><script>alert(document.cookie)</script></html>"}
+
+
+def with_metadata(fmt: str) -> bytes:
+    """The digit as a JPEG or WebP carrying EXIF with a GPS position, ICC, XMP, a comment (JPEG) and
+    an HTML trailer: what a phone photo carries, and a polyglot."""
+    from PIL import ImageCms
+
+    exif = Image.Exif()
+    exif[0x010E] = SECRETS["exif"].decode()  # ImageDescription
+    gps = exif.get_ifd(0x8825)
+    gps[1], gps[2] = "N", (51.0, 30.0, 26.0)  # GPSLatitudeRef, GPSLatitude
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    options = {"exif": exif, "icc_profile": icc, "xmp": b"<x:xmpmeta>" + SECRETS["xmp"] + b"</x:xmpmeta>"}
+    if fmt == "JPEG":
+        options["comment"] = SECRETS["comment"]
+    return encode(digit_image(), fmt, **options) + SECRETS["trailer"]

@@ -155,6 +155,31 @@ def test_a_png_with_a_script_trailer_is_stored_re_encoded_and_served_as_png(any_
     assert keys_match_rows(any_app)
 
 
+@pytest.mark.parametrize("fmt, mime", [("JPEG", "image/jpeg"), ("WEBP", "image/webp")])
+def test_a_photo_is_served_back_as_its_pixels_without_metadata_or_trailer(any_app, fmt, mime):
+    client = any_app.test_client()
+    upload = corpus.with_metadata(fmt)
+    saved = client.post("/api/v1/drawings", json={"image": corpus.data_url(upload, mime), "label": 1})
+    assert saved.status_code == 201, saved.json
+    served = client.get(f"/api/v1/drawings/{saved.json['id']}/image")
+    assert served.status_code == 200
+    # What is served is what it says it is.
+    assert served.mimetype == "image/png" and served.data.startswith(b"\x89PNG")
+    assert served.headers["Content-Disposition"].endswith('.png"')
+    for name, secret in corpus.SECRETS.items():
+        if name != "gps":  # one byte, "N": looked for through the EXIF block instead
+            assert secret not in served.data, name
+    assert b"Exif" not in served.data
+    stored = Image.open(io.BytesIO(served.data))
+    assert not {"exif", "icc_profile", "xmp", "comment"} & set(stored.info)
+    assert stored.convert("RGB").tobytes() == Image.open(io.BytesIO(upload)).convert("RGB").tobytes()
+    metadata = client.get(f"/api/v1/drawings/{saved.json['id']}").json
+    assert metadata["content_type"] == "image/png" and metadata["size_bytes"] == len(served.data)
+    with any_app.app_context():
+        assert get_store().get(db.session.get(Drawing, saved.json["id"]).object_key) == served.data
+    assert keys_match_rows(any_app)
+
+
 def test_a_canvas_png_is_still_stored_byte_for_byte(app, client):
     upload = corpus.encode(corpus.digit_image())
     saved = client.post("/api/v1/drawings", json={"image": corpus.data_url(upload), "label": 1})
