@@ -9,6 +9,9 @@
    Content-Length and chunked without one, JSON and multipart: the status and how soon it came.
 3. A seeded fuzz: mutated PNGs POSTed through the Flask test client, alternating predictions
    and contributions: counts by status, 0 x 5xx, and the objects in the store match the rows.
+4. Hostile requests, every route from app.url_map: deep JSON to every POST (as an admin), Unicode
+   and odd integers and dates in every query parameter of every GET, control characters and
+   backslashes in every ?next=: counts by status, 0 x 5xx, 0 rows, 0 objects.
 """
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ def make_app(instance: Path, models: Path):
     app = create_app({"INSTANCE_PATH": str(instance), "SQLALCHEMY_DATABASE_URI": f"sqlite:///{instance / 'db.sqlite'}",
                       "LOCAL_STORAGE_PATH": str(instance / "objects"), "MODELS_PATH": str(models),
                       "PREDICTION_WRITE_BEHIND": False, "MODEL_REFRESH_SECONDS": 3600,
-                      "RATELIMIT_ENABLED": False})
+                      "RATELIMIT_ENABLED": False, "MIGRATIONS": True})
     with app.app_context():
         upgrade()
     result = app.test_cli_runner().invoke(args=["models", "import-base"])
@@ -253,11 +256,72 @@ def fuzz(app, count: int, seed: int) -> list[tuple[str, bool]]:
             ("objects in the store == rows after the fuzz", rows == objects)]
 
 
+def requests(app) -> list[tuple[str, bool]]:
+    import re
+    from urllib.parse import urlsplit
+
+    from sqlalchemy import func, select
+
+    from tests.webapp import hostile_corpus as corpus
+    from webapp.extensions import db
+    from webapp.models import Drawing
+    from webapp.storage import get_store
+
+    runner = app.test_cli_runner()
+    runner.invoke(args=["users", "create-admin", "hostile-bench", "--password", "long enough"])
+    token = runner.invoke(args=["users", "issue-token", "hostile-bench"]).output.strip().splitlines()[-1]
+    headers = {"Authorization": f"Bearer {token}"}
+    with app.app_context():
+        drawings_before = db.session.scalar(select(func.count()).select_from(Drawing))
+        objects_before = sum(1 for _ in get_store().list("drawings/"))
+    client = app.test_client()
+    statuses: dict[int, int] = {}
+    bad_redirects = 0
+    rules = [rule for rule in app.url_map.iter_rules() if not rule.endpoint.endswith("static")]
+
+    def send(method: str, rule, **kwargs):
+        path = re.sub(r"<[^>]+>", "1", rule.rule)
+        try:
+            status = client.open(path, method=method, headers=headers, **kwargs).status_code
+        except ValueError:  # Werkzeug refusing a header (a newline in a Location), before any handler
+            status = 500
+        statuses[status] = statuses.get(status, 0) + 1
+        return status
+
+    for rule in rules:
+        if "POST" in rule.methods and rule.endpoint not in ("api.flag_drawing", "admin_api.create_training_run"):
+            for _, body in corpus.deep_json_bodies():
+                send("POST", rule, data=body, content_type="application/json")
+        if "GET" in rule.methods and rule.endpoint != "admin_api.export_dataset":
+            for value in corpus.BAD_INTEGERS + corpus.BAD_DATES:
+                send("GET", rule, query_string={name: value for name in ("page", "label", "since", "until")})
+    for target in corpus.BAD_REDIRECTS:
+        response = client.get("/language/ja", query_string={"next": target}) if "\n" not in target else None
+        location = response.headers.get("Location", "") if response is not None else ""
+        if location and (location.startswith("//") or urlsplit(location).netloc or "\\" in location
+                         or any(char < " " or char == "\x7f" for char in location)):
+            bad_redirects += 1
+    for target in corpus.BAD_REDIRECTS:
+        send("GET", next(rule for rule in rules if rule.endpoint == "pages.language"), query_string={"next": target})
+    with app.app_context():
+        drawings = db.session.scalar(select(func.count()).select_from(Drawing)) - drawings_before
+        objects = sum(1 for _ in get_store().list("drawings/")) - objects_before
+    total = sum(statuses.values())
+    server_errors = sum(n for status, n in statuses.items() if status >= 500)
+    print(f"\n4. Hostile requests over {len(rules)} routes from app.url_map: {total:,} requests")
+    print(f"   statuses {dict(sorted(statuses.items()))}; {drawings} new rows, {objects} new objects; "
+          f"{bad_redirects} redirects off the site")
+    return [(f"0 x 5xx in {total:,} hostile requests ({server_errors})", server_errors == 0),
+            (f"0 rows and 0 objects from hostile requests ({drawings}, {objects})", drawings == objects == 0),
+            (f"0 redirects off the site ({bad_redirects})", bad_redirects == 0)]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fuzz", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--only-requests", action="store_true", help="section 4 alone")
     parser.add_argument("--models", type=Path,
                         default=Path(os.environ.get("INKLING_INSTANCE_PATH", ROOT / "instance")) / "models")
     args = parser.parse_args()
@@ -268,9 +332,11 @@ def main() -> int:
     checks = []
     with tempfile.TemporaryDirectory(prefix="inkling-hostile-") as tmp:
         app = make_app(Path(tmp), args.models)
-        checks += bombs(app, args.repeats)
-        checks += big_bodies(args.models)
-        checks += fuzz(app, args.fuzz, args.seed)
+        if not args.only_requests:
+            checks += bombs(app, args.repeats)
+            checks += big_bodies(args.models)
+            checks += fuzz(app, args.fuzz, args.seed)
+        checks += requests(app)
     print("\nFloors (issue #7)")
     for label, passed in checks:
         print(f"  {'PASS' if passed else 'FAIL'}  {label}")
