@@ -20,6 +20,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.config.from_mapping(from_environment())
     app.config.from_mapping(overrides or {})
     app.instance_path = app.config["INSTANCE_PATH"]
+    configure_secret_key(app)
     app.json.sort_keys = False  # keep "fnn" before "cnn", as the UI shows them
     configure_logging(app)
     register_extensions(app)
@@ -31,6 +32,21 @@ def create_app(overrides: dict | None = None) -> Flask:
     register_commands(app)
     register_celery(app)
     return app
+
+
+def configure_secret_key(app: Flask) -> None:
+    """A key nobody else has: the environment's, else one made once and kept in the instance folder.
+
+    Tests get a fresh random key per app, or pass one in (refused elsewhere when it is public).
+    """
+    from webapp.config import ConfigError, secret_problem
+    from webapp.secret_key import load_or_create
+
+    key = app.config.get("SECRET_KEY")
+    if not key:
+        app.config["SECRET_KEY"] = secrets.token_urlsafe(48) if app.testing else load_or_create(Path(app.instance_path))
+    elif not app.testing and (problem := secret_problem(key)):
+        raise ConfigError(problem)
 
 
 def configure_logging(app: Flask) -> None:
