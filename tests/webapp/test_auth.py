@@ -1,0 +1,73 @@
+"""Sign-in and sessions against an attacker: where redirects may go, what timing tells, when sessions end."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from webapp.extensions import db
+from webapp.models import User
+
+from .test_admin import PASSWORD, csrf_from, log_in
+
+# Each of these leaves the site in some browser or proxy, or is not a plain path.
+HOSTILE_TARGETS = [
+    "/%09/example.org", "/\\example.org", "\\/example.org", "//example.org", "/%2F%2Fexample.org",
+    "/%2f%2fexample.org", "/%252F%252Fexample.org", "/%5Cexample.org", "/%5c%5cexample.org",
+    "https://example.org", "http:/example.org", "HTTPS://example.org/", "javascript:alert(1)",
+    "JaVaScRiPt:alert(1)", "data:text/html,<script>alert(1)</script>", "/\t/x", "/\t/example.org",
+    "\t//example.org", " //example.org", "/ /example.org", "///example.org", "/\\t/x",
+    "/\uff0fexample.org", "/\u2215example.org", "/%EF%BC%8Fexample.org", "/\uff3cexample.org",
+    "/\r\n/example.org", "/%0D%0ASet-Cookie:%20x=1", "/\nexample.org", "/\x00/example.org",
+    "example.org", "./admin", "%2F%2Fexample.org", "/" + "a" * 5000,
+]
+SAFE_TARGETS = ["/contribute", "/admin/review?label=3&status=pending", "/models?", "/admin/dataset?page=2#top"]
+
+
+@pytest.fixture
+def admin(app, runner):
+    assert runner.invoke(args=["users", "create-admin", "root", "--password", PASSWORD]).exit_code == 0
+    return "root"
+
+
+def sign_in(client, next_url=None):
+    token = csrf_from(client.get("/admin/login").get_data(as_text=True))
+    query = {"next": next_url} if next_url is not None else {}
+    return client.post("/admin/login", query_string=query,
+                       data={"username": "root", "password": PASSWORD, "csrf_token": token})
+
+
+def sign_out(client):
+    token = csrf_from(client.get("/admin/").get_data(as_text=True))
+    return client.post("/admin/logout", data={"csrf_token": token})
+
+
+# ---- redirects -----------------------------------------------------------------------------
+
+def test_the_reviewers_language_switch_url_stays_on_the_site(client):
+    assert client.get("/language/en?next=/%09/example.org").headers["Location"] == "/"
+
+
+@pytest.mark.parametrize("target", HOSTILE_TARGETS)
+def test_the_language_switch_never_redirects_off_the_site(client, target):
+    response = client.get("/language/en", query_string={"next": target})
+    assert response.status_code == 302 and response.headers["Location"] == "/"
+
+
+@pytest.mark.parametrize("target", SAFE_TARGETS)
+def test_the_language_switch_goes_back_to_pages_of_the_site(client, target):
+    # Werkzeug drops an empty query's "?" (request.full_path, which the switcher sends, has one).
+    assert client.get("/language/en", query_string={"next": target}).headers["Location"] == target.rstrip("?")
+
+
+def test_sign_in_never_redirects_off_the_site(client, admin):
+    for target in HOSTILE_TARGETS:
+        response = sign_in(client, target)
+        assert response.status_code == 302 and response.headers["Location"] == "/admin/", repr(target)
+        # Signed in already: the login page redirects at once, through the same check.
+        response = client.get("/admin/login", query_string={"next": target})
+        assert response.headers["Location"] == "/admin/", repr(target)
+        sign_out(client)
+    for target in SAFE_TARGETS:
+        assert sign_in(client, target).headers["Location"] == target.rstrip("?")
+        sign_out(client)
