@@ -10,6 +10,7 @@ from pathlib import Path
 from flask import Flask, g, request
 
 CLIENT_COOKIE = "inkling_client"
+AUTH_ENDPOINTS = frozenset({"admin.login", "admin.logout"})
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -165,8 +166,9 @@ def register_client_id(app: Flask) -> None:
             response.set_cookie(CLIENT_COOKIE, g.client_id, max_age=365 * 24 * 3600, httponly=True,
                                 samesite="Lax", secure=app.config["SESSION_COOKIE_SECURE"])
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        if "started" in g:
-            # Server time, as browsers' devtools and bench/http.py read it.
+        # Server time, as browsers' devtools and bench/http.py read it; never where it could
+        # tell a real admin name or token from a wrong one to the millisecond.
+        if "started" in g and request.endpoint not in AUTH_ENDPOINTS and response.status_code not in (401, 403):
             response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - g.started) * 1000:.2f}"
         return response
 

@@ -71,3 +71,58 @@ def test_sign_in_never_redirects_off_the_site(client, admin):
     for target in SAFE_TARGETS:
         assert sign_in(client, target).headers["Location"] == target.rstrip("?")
         sign_out(client)
+
+
+# ---- timing --------------------------------------------------------------------------------
+
+@pytest.fixture
+def hash_checks(monkeypatch):
+    """Every password hash the sign-in checks, as (stored hash, password)."""
+    from webapp import admin as admin_pages
+
+    calls = []
+    real = admin_pages.check_password_hash
+
+    def counting(stored, password):
+        calls.append((stored, password))
+        return real(stored, password)
+
+    monkeypatch.setattr(admin_pages, "check_password_hash", counting)
+    return calls
+
+
+@pytest.mark.parametrize("username", ["nobody", "root", "guest"])
+def test_every_sign_in_runs_the_password_hash(app, client, admin, hash_checks, username):
+    from werkzeug.security import generate_password_hash
+
+    with app.app_context():
+        db.session.add(User(username="guest", password_hash=generate_password_hash(PASSWORD), is_admin=False))
+        db.session.commit()
+    token = csrf_from(client.get("/admin/login").get_data(as_text=True))
+    password = PASSWORD if username == "guest" else "not the password"
+    response = client.post("/admin/login", data={"username": username, "password": password, "csrf_token": token})
+    assert response.status_code == 401
+    assert [password for _, password in hash_checks] == [password]
+
+
+def test_the_stand_in_hash_costs_what_a_real_one_costs(app, admin):
+    from webapp.admin import dummy_password_hash
+
+    with app.app_context():
+        real = db.session.scalar(select(User.password_hash).where(User.username == "root"))
+    # "scrypt:32768:8:1": the method and its work factors.
+    assert dummy_password_hash().split("$")[0] == real.split("$")[0]
+    assert dummy_password_hash() == dummy_password_hash()  # made once
+
+
+def test_no_server_timing_on_sign_in_sign_out_or_refused_tokens(client, admin):
+    assert "Server-Timing" in client.get("/about").headers
+    assert "Server-Timing" not in client.get("/admin/login").headers
+    token = csrf_from(client.get("/admin/login").get_data(as_text=True))
+    for password in ("not the password", PASSWORD):
+        response = client.post("/admin/login", data={"username": "root", "password": password, "csrf_token": token})
+        assert response.status_code in (302, 401) and "Server-Timing" not in response.headers
+    assert "Server-Timing" not in sign_out(client).headers
+    for header in ("Bearer not-a-token", "Basic cm9vdDpsb25n"):
+        response = client.get("/api/v1/training-runs", headers={"Authorization": header})
+        assert response.status_code == 401 and "Server-Timing" not in response.headers
