@@ -77,6 +77,10 @@ def logout():
     form = LogoutForm()
     if not form.validate_on_submit():
         abort(400)
+    if current_user.is_authenticated:
+        # A copy of the cookie (another browser, or one taken from this one) ends here too.
+        current_user.end_sessions()
+        db.session.commit()
     logout_user()
     flash(_("You are signed out."), "info")
     return redirect(url_for("admin.login"))

@@ -126,3 +126,73 @@ def test_no_server_timing_on_sign_in_sign_out_or_refused_tokens(client, admin):
     for header in ("Bearer not-a-token", "Basic cm9vdDpsb25n"):
         response = client.get("/api/v1/training-runs", headers={"Authorization": header})
         assert response.status_code == 401 and "Server-Timing" not in response.headers
+
+
+# ---- sessions end --------------------------------------------------------------------------
+
+def assert_signed_out(client):
+    page = client.get("/admin/")
+    assert page.status_code == 302 and page.headers["Location"].startswith("/admin/login")
+    assert client.get("/api/v1/training-runs").status_code == 401
+
+
+def replay(app, cookie):
+    """A fresh client carrying a copied session cookie, as a thief would."""
+    thief = app.test_client()
+    thief.set_cookie("session", cookie)
+    return thief
+
+
+def test_a_cookie_copied_before_sign_out_opens_nothing_after(app, client, admin):
+    assert sign_in(client).status_code == 302
+    stolen = client.get_cookie("session").value
+    assert replay(app, stolen).get("/admin/").status_code == 200
+    assert sign_out(client).status_code == 302
+    assert_signed_out(replay(app, stolen))
+    assert_signed_out(client)
+
+
+def test_sign_out_ends_the_users_other_sessions_too(app, admin):
+    laptop, phone = app.test_client(), app.test_client()
+    assert sign_in(laptop).status_code == 302 and sign_in(phone).status_code == 302
+    sign_out(laptop)
+    assert_signed_out(phone)
+    assert sign_in(phone).status_code == 302 and phone.get("/admin/").status_code == 200
+
+
+def test_a_new_password_ends_every_session(app, client, runner, admin):
+    assert sign_in(client).status_code == 302
+    stolen = client.get_cookie("session").value
+    result = runner.invoke(args=["users", "create-admin", "root", "--password", "a new long password"])
+    assert result.exit_code == 0, result.output
+    assert_signed_out(replay(app, stolen))
+    assert_signed_out(client)
+    token = csrf_from(client.get("/admin/login").get_data(as_text=True))
+    assert client.post("/admin/login", data={"username": "root", "password": "a new long password",
+                                             "csrf_token": token}).status_code == 302
+
+
+def test_disabling_an_account_ends_its_sessions_sign_in_and_tokens(app, client, runner, admin):
+    token = runner.invoke(args=["users", "issue-token", "root"]).output.strip().splitlines()[-1]
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert client.get("/api/v1/training-runs", headers=bearer).status_code == 200
+    assert sign_in(client).status_code == 302
+    stolen = client.get_cookie("session").value
+    result = runner.invoke(args=["users", "disable", "root"])
+    assert result.exit_code == 0, result.output
+    assert_signed_out(replay(app, stolen))
+    assert app.test_client().get("/api/v1/training-runs", headers=bearer).status_code == 401
+    refused = sign_in(app.test_client())
+    assert refused.status_code == 401 and "Wrong username or password" in refused.get_data(as_text=True)
+    assert runner.invoke(args=["users", "disable", "nobody"]).exit_code != 0
+    # create-admin gives the account a new password and turns it back on.
+    assert runner.invoke(args=["users", "create-admin", "root", "--password", PASSWORD]).exit_code == 0
+    assert sign_in(app.test_client()).status_code == 302
+
+
+@pytest.mark.parametrize("session_id", ["1", "1:", ":0", "1:x", "x:0", "1:0:0", "-1:0", "１:0"])
+def test_session_ids_of_the_wrong_shape_sign_nobody_in(app, session_id):
+    from webapp.auth import login_manager
+
+    with app.test_request_context():
+        assert login_manager._user_callback(session_id) is None
