@@ -94,8 +94,9 @@ def test_a_session_forged_with_the_old_default_key_opens_nothing(default_app):
     with default_app.app_context():
         session_id = db.session.scalars(db.select(User)).one().get_id()
     client = default_app.test_client()
-    with default_app.test_request_context("/admin/"):
-        identifier = _create_identifier()  # what "strong" session protection expects from this client
+    # What "strong" session protection expects from this client's address and User-Agent.
+    with default_app.test_request_context("/admin/", environ_base=client.environ_base):
+        identifier = _create_identifier()
     forger = Flask("forger")
     forger.secret_key = OLD_DEFAULT
     cookie = SecureCookieSessionInterface().get_signing_serializer(forger).dumps(
