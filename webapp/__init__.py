@@ -10,6 +10,7 @@ from pathlib import Path
 from flask import Flask, g, request
 
 CLIENT_COOKIE = "inkling_client"
+AUTH_ENDPOINTS = frozenset({"admin.login", "admin.logout"})
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -20,6 +21,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.config.from_mapping(from_environment())
     app.config.from_mapping(overrides or {})
     app.instance_path = app.config["INSTANCE_PATH"]
+    configure_secret_key(app)
     register_parsing(app)
     app.json.sort_keys = False  # keep "fnn" before "cnn", as the UI shows them
     configure_logging(app)
@@ -32,6 +34,21 @@ def create_app(overrides: dict | None = None) -> Flask:
     register_commands(app)
     register_celery(app)
     return app
+
+
+def configure_secret_key(app: Flask) -> None:
+    """A key nobody else has: the environment's, else one made once and kept in the instance folder.
+
+    Tests get a fresh random key per app, or pass one in (refused elsewhere when it is public).
+    """
+    from webapp.config import ConfigError, secret_problem
+    from webapp.secret_key import load_or_create
+
+    key = app.config.get("SECRET_KEY")
+    if not key:
+        app.config["SECRET_KEY"] = secrets.token_urlsafe(48) if app.testing else load_or_create(Path(app.instance_path))
+    elif not app.testing and (problem := secret_problem(key)):
+        raise ConfigError(problem)
 
 
 def configure_logging(app: Flask) -> None:
@@ -156,8 +173,9 @@ def register_client_id(app: Flask) -> None:
             response.set_cookie(CLIENT_COOKIE, g.client_id, max_age=365 * 24 * 3600, httponly=True,
                                 samesite="Lax", secure=app.config["SESSION_COOKIE_SECURE"])
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        if "started" in g:
-            # Server time, as browsers' devtools and bench/http.py read it.
+        # Server time, as browsers' devtools and bench/http.py read it; never where it could
+        # tell a real admin name or token from a wrong one to the millisecond.
+        if "started" in g and request.endpoint not in AUTH_ENDPOINTS and response.status_code not in (401, 403):
             response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - g.started) * 1000:.2f}"
         return response
 

@@ -23,8 +23,15 @@ def init_login(app) -> None:
     login_manager.session_protection = "strong"
 
     @login_manager.user_loader
-    def load_user(user_id: str) -> User | None:
-        return db.session.get(User, int(user_id)) if user_id.isdigit() else None
+    def load_user(session_id: str) -> User | None:
+        """The user a session names, if that session has not been ended since (see User.get_id)."""
+        user_id, _, generation = session_id.partition(":")
+        if not (user_id.isdigit() and generation.isdigit()):
+            return None
+        user = db.session.get(User, int(user_id))
+        if user is None or not user.is_active or user.get_id() != session_id:
+            return None
+        return user
 
 
 def _admin_from_token(header: str) -> User:
@@ -32,7 +39,7 @@ def _admin_from_token(header: str) -> User:
     if scheme.lower() != "bearer" or not token.strip():
         raise ServiceError(401, "unauthorized", "send an admin token: 'Authorization: Bearer <token>'")
     row = db.session.scalar(select(ApiToken).where(ApiToken.token_sha256 == hash_token(token.strip())))
-    if row is None:
+    if row is None or not row.user.is_active:
         raise ServiceError(401, "unauthorized", "that token is not valid")
     if not row.user.is_admin:
         raise ServiceError(403, "forbidden", "this needs an admin")

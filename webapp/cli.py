@@ -30,15 +30,21 @@ def hash_token(token: str) -> str:
 @click.argument("username")
 @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
 def create_admin(username: str, password: str) -> None:
-    """Create an admin (or reset an existing user's password and make them admin)."""
+    """Create an admin, or reset an existing user's password, make them admin and enable them.
+
+    A reset signs the user out everywhere: whoever knew the old password may hold a session.
+    """
     if len(password) < 8:
         raise click.UsageError("the password must be at least 8 characters")
     user = db.session.scalar(select(User).where(User.username == username))
     if user is None:
         user = User(username=username)
         db.session.add(user)
+    else:
+        user.end_sessions()
     user.password_hash = generate_password_hash(password)
     user.is_admin = True
+    user.disabled_at = None
     db.session.commit()
     click.echo(f"admin {username} is ready")
 
@@ -55,6 +61,19 @@ def issue_token(username: str) -> None:
     db.session.commit()
     click.echo(f"token for {username} (send as 'Authorization: Bearer <token>'):")
     click.echo(token)
+
+
+@users_cli.command("disable")
+@click.argument("username")
+def disable_user(username: str) -> None:
+    """Disable USERNAME: every session ends, sign-in and API tokens are refused (`create-admin` re-enables)."""
+    user = db.session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise click.UsageError(f"no user called {username}")
+    user.disabled_at = user.disabled_at or utcnow()
+    user.end_sessions()
+    db.session.commit()
+    click.echo(f"{username} is disabled and signed out everywhere")
 
 
 def import_version(stored, *, activate: bool) -> ModelVersion:

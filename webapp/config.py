@@ -5,7 +5,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-DEV_SECRET_KEY = "dev-only-inkling-secret"
+# Keys anyone can read: this project's old default, and the placeholders of Flask's docs,
+# tutorials and templates. A session signed with one can be forged for any user.
+PUBLIC_SECRET_KEYS = frozenset(key.lower() for key in {
+    "dev-only-inkling-secret", "dev", "development", "secret", "secret-key", "secret_key", "secretkey",
+    "changeme", "change-me", "change_me", "changethis", "please-change-me", "your-secret-key",
+    "your_secret_key", "super secret key", "supersecretkey", "mysecretkey", "my-secret-key", "test",
+    "testing", "default", "flask", "inkling", "_5#y2L\"F4Q8z\n\xec]/",
+    "192b9bdd22ab9ed4d12e236c78afcb9a393ec15f71bbf5dc987d54727823bcbf",  # Flask's quickstart
+})
+# Shorter keys can be guessed offline from one signed cookie.
+MIN_SECRET_LENGTH = 24
+MAKE_SECRET = "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
 ENVIRONMENTS = ("development", "production")
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,7 +42,24 @@ def _bool(value: str | None, default: bool = False) -> bool:
     return value.strip().lower() in ("1", "true", "yes", "on")
 
 
-def check_production(environ, *, secret: str) -> None:
+def is_public_secret(key: str) -> bool:
+    return key.strip().lower() in PUBLIC_SECRET_KEYS
+
+
+def secret_problem(secret: str | None) -> str | None:
+    """Why ``secret`` must not sign sessions, if it must not: it is public or guessable."""
+    if secret is None:
+        return None
+    if is_public_secret(secret):
+        return ("SECRET_KEY is a published example value, with which anyone can forge an admin's session: "
+                "unset it (outside production a random key is then made and kept in instance/secret_key) "
+                f"or set a long random string, e.g. {MAKE_SECRET}")
+    if len(secret) < MIN_SECRET_LENGTH:
+        return f"SECRET_KEY is shorter than {MIN_SECRET_LENGTH} characters and can be guessed: set e.g. {MAKE_SECRET}"
+    return None
+
+
+def check_production(environ, *, secret: str | None) -> None:
     """Refuse settings that only make sense on one machine; every problem is named at once.
 
     A Heroku dyno's disk is ephemeral and private to it: a SQLite database, a local object
@@ -39,9 +67,11 @@ def check_production(environ, *, secret: str) -> None:
     the other dynos. ALLOW_SQLITE=1 and ALLOW_LOCAL_STORAGE=1 are for a single-machine install.
     """
     problems = []
-    if secret == DEV_SECRET_KEY:
-        problems.append("SECRET_KEY must be set in production (a long random string, e.g. "
-                        "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`)")
+    # Every dyno has its own disk: a key made on one would not open the others' sessions.
+    if secret is None:
+        problems.append(f"SECRET_KEY must be set in production (a long random string, e.g. {MAKE_SECRET})")
+    elif problem := secret_problem(secret):
+        problems.append(problem)
     allow_sqlite = _bool(environ.get("ALLOW_SQLITE"))
     if not allow_sqlite and database_url(environ.get("DATABASE_URL"), Path("instance")).startswith("sqlite"):
         problems.append("DATABASE_URL must name a server database (PostgreSQL) in production, not SQLite; "
@@ -80,11 +110,14 @@ def from_environment(environ=os.environ) -> dict:
     """The app's settings as a dict for ``app.config.from_mapping``."""
     instance = Path(environ.get("INKLING_INSTANCE_PATH", ROOT / "instance")).resolve()
     env = environ.get("INKLING_ENV", "development")
-    secret = environ.get("SECRET_KEY") or DEV_SECRET_KEY
+    # Unset: create_app makes one and keeps it in the instance folder (webapp/secret_key.py).
+    secret = environ.get("SECRET_KEY") or None
     if env not in ENVIRONMENTS:  # a typo such as "prod" must not quietly mean development
         raise ConfigError(f"INKLING_ENV must be one of {', '.join(ENVIRONMENTS)}, not {env!r}")
     if env == "production":
         check_production(environ, secret=secret)
+    elif problem := secret_problem(secret):
+        raise ConfigError(problem)
     log_format = environ.get("LOG_FORMAT") or ("json" if env == "production" else "text")
     if log_format not in ("json", "text"):
         raise ConfigError("LOG_FORMAT must be 'json' or 'text'")

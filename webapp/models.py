@@ -166,8 +166,25 @@ class User(UserMixin, db.Model):
     password_hash: Mapped[str] = mapped_column(String(255))
     is_admin: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Part of the id a session holds: raising it (sign-out, a new password, disabling) ends
+    # every session of this user, on every worker, at their next request.
+    session_generation: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    # A disabled account can neither sign in nor use its API tokens.
+    disabled_at: Mapped[datetime | None]
 
     tokens: Mapped[list["ApiToken"]] = relationship(back_populates="user", cascade="all, delete-orphan")
+
+    @property
+    def is_active(self) -> bool:
+        return self.disabled_at is None
+
+    def get_id(self) -> str:
+        return f"{self.id}:{self.session_generation}"
+
+    def end_sessions(self) -> None:
+        """Make every session signed in as this user invalid (committed by the caller)."""
+        # In SQL, so that two sign-outs at once both count.
+        self.session_generation = User.session_generation + 1
 
 
 class ApiToken(db.Model):
