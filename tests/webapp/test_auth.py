@@ -8,7 +8,7 @@ from sqlalchemy import select
 from webapp.extensions import db
 from webapp.models import User
 
-from .test_admin import PASSWORD, csrf_from, log_in
+from .test_admin import PASSWORD, csrf_from
 
 # Each of these leaves the site in some browser or proxy, or is not a plain path.
 HOSTILE_TARGETS = [
