@@ -90,7 +90,7 @@ def fill(database_url: str, instance: str, rows: int) -> str:
     with app.app_context():
         upgrade()
         db.session.add(ApiToken(user=User(username="bench", password_hash="-", is_admin=True),
-                                token_sha256=hash_token(token)))
+                                scopes="admin", token_sha256=hash_token(token)))
         db.session.commit()
         for first in range(0, rows, INSERT_BATCH):
             batch = []

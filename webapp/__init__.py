@@ -137,11 +137,12 @@ def register_services(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from webapp import admin, admin_api, api, pages
+    from webapp import access, admin, admin_api, api, pages
     from webapp.extensions import csrf
 
     app.register_blueprint(pages.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(access.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(admin_api.bp)
     app.register_blueprint(api.health)
@@ -193,9 +194,10 @@ def register_celery(app: Flask) -> None:
 
 
 def register_commands(app: Flask) -> None:
-    from webapp.cli import dataset_cli, models_cli, storage_cli, users_cli
+    from webapp.cli import dataset_cli, models_cli, storage_cli, tokens_cli, users_cli
 
     app.cli.add_command(users_cli)
+    app.cli.add_command(tokens_cli)
     app.cli.add_command(models_cli)
     app.cli.add_command(dataset_cli)
     app.cli.add_command(storage_cli)

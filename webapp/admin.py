@@ -1,4 +1,4 @@
-"""The admin pages: sign-in, dashboard, review queue and dataset browser (actions go through /api/v1)."""
+"""The staff pages: sign-in, dashboard (admins), review queue and dataset browser (reviewers too); actions go through /api/v1."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
 from webapp import dashboard
-from webapp.auth import admin_page
+from webapp.auth import admin_page, review_page
 from webapp.extensions import db, limiter
 from webapp.models import SOURCES, STATUSES, Drawing, Prediction, User
 from webapp.pages import local_path
@@ -50,23 +50,24 @@ def dummy_password_hash() -> str:
 
 
 def _next_page() -> str:
-    return local_path(request.args.get("next"), default=url_for("admin.dashboard"))
+    home = "admin.dashboard" if current_user.can("admin") else "admin.review"
+    return local_path(request.args.get("next"), default=url_for(home))
 
 
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit(lambda: current_app.config["RATE_LIMIT_LOGIN"], methods=["POST"],
                deduct_when=lambda response: response.status_code == 401)
 def login():
-    if current_user.is_authenticated and current_user.is_admin:
+    if current_user.is_authenticated and current_user.can("review"):
         return redirect(_next_page())
     form = LoginForm()
     status = 200
     if form.validate_on_submit():
         user = db.session.scalar(select(User).where(User.username == form.username.data.strip()))
-        # The hash runs whoever asks, or the time taken would tell which names are admins.
+        # The hash runs whoever asks, or the time taken would tell which names are accounts.
         matches = check_password_hash(user.password_hash if user is not None else dummy_password_hash(),
                                       form.password.data)
-        if matches and user.is_admin and user.is_active:
+        if matches and user.can("review"):
             login_user(user)
             return redirect(_next_page())
         flash(_("Wrong username or password."), "danger")
@@ -155,7 +156,7 @@ def _page(total: int, size: int) -> tuple[int, int]:
 
 
 @bp.get("/review")
-@admin_page
+@review_page
 def review():
     filters, chosen = _drawing_filters()
     if "status" not in request.args:
@@ -174,7 +175,7 @@ def review():
 
 
 @bp.get("/dataset")
-@admin_page
+@review_page
 def dataset():
     filters, chosen = _drawing_filters()
     total = db.session.scalar(select(func.count()).select_from(Drawing).where(*filters)) or 0

@@ -1,14 +1,16 @@
-"""The admin half of /api/v1: review, training runs, activation and rollback (bearer token)."""
+"""The staff half of /api/v1: review (reviewers), training runs, activation, rollback and tokens (admins)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, g, jsonify, request
 from sqlalchemy import select
 
+from webapp import accounts
 from webapp.api import _label, drawing_json, get_or_404
-from webapp.auth import admin_required
+from webapp.audit import record
+from webapp.auth import admin_required, review_required
 from webapp.extensions import db
-from webapp.models import Drawing, TrainingRun
+from webapp.models import ApiToken, Drawing, ModelVersion, TrainingRun
 from webapp.parsing import json_object
 from webapp.retraining import (ArtifactInvalid, QueueUnavailable, activate, confirm, maybe_trigger_automatically,
                                reject, request_run, run_json)
@@ -29,20 +31,25 @@ def _review(row: Drawing, item: dict) -> None:
     if not isinstance(not_digit, bool):
         raise ServiceError(400, "invalid_not_digit", "not_digit must be true or false")
     if "label" in item:
-        row.label = _label(item["label"])
+        label = _label(item["label"])
+        if label != row.label:
+            record("drawing.relabel", target=row.id, detail={"from": row.label, "to": label})
+            row.label = label
     if status == "confirmed":
         if row.label is None:
             raise ServiceError(400, "invalid_label", "an unlabelled drawing needs a label to be confirmed")
-        # An admin who confirms a digit overrules a "not a digit" flag.
+        # A reviewer who confirms a digit overrules a "not a digit" flag.
         row.not_digit = False
-        confirm(row, reason="confirmed by an admin")
+        confirm(row, reason="confirmed by a reviewer")
+        record("drawing.confirm", target=row.id, detail={"label": row.label, "holdout": row.holdout})
     else:
         row.not_digit = row.not_digit or not_digit
-        reject(row, reason="not a digit (admin)" if not_digit else "rejected by an admin")
+        reject(row, reason="not a digit (reviewer)" if not_digit else "rejected by a reviewer")
+        record("drawing.reject", target=row.id, detail={"label": row.label, "not_digit": row.not_digit})
 
 
 @bp.post("/drawings/<drawing_id>/review")
-@admin_required
+@review_required
 def review_drawing(drawing_id: str):
     body = json_object()
     row = get_or_404(Drawing, drawing_id, "drawing")
@@ -54,7 +61,7 @@ def review_drawing(drawing_id: str):
 
 
 @bp.post("/drawings/review")
-@admin_required
+@review_required
 def review_drawings():
     """Many decisions in one transaction (the review queue's bulk actions): all or none."""
     items = json_object().get("items")
@@ -88,6 +95,9 @@ def create_training_run():
         run, created = request_run(trigger="admin")
     except QueueUnavailable:
         raise ServiceError(503, "queue_unavailable", "the task queue is unavailable; try again shortly") from None
+    if created:
+        record("run.start", target=run.id, detail={"trigger": "admin"})
+        db.session.commit()
     return jsonify(run_json(run) | {"created": created}), 202
 
 
@@ -108,17 +118,24 @@ def get_training_run(run_id: str):
 @admin_required
 def activate_version(name: str, version: int):
     reason = json_object(required=False).get("reason") or "activated by an admin"
+    previous = db.session.scalar(select(ModelVersion.version).where(ModelVersion.name == name,
+                                                                     ModelVersion.status == "active"))
     try:
         row = activate(name, version, reason=str(reason)[:200])
     except LookupError as exc:
         raise ServiceError(404, "not_found", str(exc)) from None
     except ArtifactInvalid as exc:
         raise ServiceError(409, "artifact_invalid", str(exc)) from None
+    if previous != row.version:
+        # Back to an older version is a rollback; the log says which, and from what.
+        action = "model.rollback" if previous is not None and row.version < previous else "model.activate"
+        record(action, target=f"{name} v{row.version}", detail={"from": previous, "reason": str(reason)[:200]})
+        db.session.commit()
     return jsonify({"name": row.name, "version": row.version, "status": row.status})
 
 
 @bp.get("/dataset/export")
-@admin_required
+@review_required
 def export_dataset():
     """The confirmed dataset, streamed: ?format=npz (MNIST-style arrays) or zip (PNGs by label + manifest)."""
     from flask import Response, stream_with_context
@@ -137,3 +154,35 @@ def export_dataset():
     response.headers["X-Dataset-Rows"] = str(export.rows)
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+@bp.get("/tokens")
+@admin_required
+def list_tokens():
+    tokens = db.session.scalars(select(ApiToken).order_by(ApiToken.created_at.desc(), ApiToken.id.desc())).all()
+    return jsonify({"items": [accounts.token_json(token) for token in tokens]})
+
+
+@bp.post("/tokens")
+@admin_required
+def create_token():
+    """A new token, for the caller or the named ``user``; its secret is in this answer and nowhere else."""
+    body = json_object()
+    user = accounts.find_user(body["user"]) if "user" in body else g.actor_user
+    token, secret = accounts.issue_token(user=user, name=body.get("name"), scopes=body.get("scopes"),
+                                         expires_days=body.get("expires_days"),
+                                         predict_limit=body.get("predict_limit"),
+                                         contribute_limit=body.get("contribute_limit"))
+    response = jsonify(accounts.token_json(token) | {"token": secret})
+    response.headers["Cache-Control"] = "no-store"
+    return response, 201
+
+
+@bp.delete("/tokens/<int:token_id>")
+@admin_required
+def revoke_token(token_id: int):
+    token = db.session.get(ApiToken, token_id)
+    if token is None:
+        raise ServiceError(404, "not_found", f"no token with id {token_id}")
+    accounts.revoke_token(token)
+    return jsonify(accounts.token_json(token))

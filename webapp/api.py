@@ -10,6 +10,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
 from sqlalchemy import case, func, select, text
 
 from training.preprocess import preprocess
+from webapp.auth import contribute_limit, predict_limit
 from webapp.extensions import db, limiter
 from webapp.models import SOURCES, STATUSES, Drawing, ModelVersion, Prediction, Rating
 from webapp.parsing import int_arg, json_object
@@ -92,7 +93,7 @@ def drawing_json(row: Drawing) -> dict:
 
 
 @bp.post("/predictions")
-@limiter.limit(lambda: current_app.config["RATE_LIMIT_PREDICTIONS"])
+@limiter.limit(predict_limit)
 def create_prediction():
     drawing, _ = _image_and_label(want_label=False)
     drawing_id, answers = predict_drawing(drawing=drawing, client_id=g.client_id)
@@ -125,7 +126,7 @@ def _not_digit_flag() -> bool:
 
 
 @bp.post("/drawings")
-@limiter.limit(lambda: current_app.config["RATE_LIMIT_CONTRIBUTIONS"])
+@limiter.limit(contribute_limit)
 def create_drawing():
     not_digit = _not_digit_flag()
     drawing_id = _client_drawing_id()
@@ -141,7 +142,13 @@ def create_drawing():
 @bp.post("/drawings/<drawing_id>/not-a-digit")
 @limiter.limit(lambda: current_app.config["RATE_LIMIT_FEEDBACK"])
 def flag_drawing(drawing_id: str):
+    from webapp.audit import record
+
+    already = db.session.scalar(select(Drawing.not_digit).where(Drawing.id == drawing_id))
     row = flag_not_digit(drawing_id=drawing_id, client_id=g.client_id)
+    if not already:
+        record("drawing.flag", target=row.id, detail={"status": row.status})
+        db.session.commit()
     return jsonify({"id": row.id, "not_digit": row.not_digit, "status": row.status})
 
 

@@ -1,19 +1,25 @@
-"""Who is an admin: a signed-in session (the admin pages) or `Authorization: Bearer <token>` (the API)."""
+"""Who may do what: signed-in sessions (admin pages) and scoped bearer tokens (the API), by role and scope."""
 
 from __future__ import annotations
 
 import functools
+from datetime import timedelta
 
-from flask import abort, g, request
+from flask import abort, current_app, g, request
 from flask_login import current_user
 from sqlalchemy import select
 
-from webapp.cli import hash_token
+from webapp.accounts import hash_token
 from webapp.extensions import csrf, db, login_manager
 from webapp.models import ApiToken, User, utcnow
 from webapp.services import ServiceError
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# What a token needs on the public API; any other public endpoint needs "read" to be read
+# and "contribute" to be written to.
+PUBLIC_SCOPES = {"api.create_prediction": "read"}
+# last_used_at is a hint, not a log: one write a minute per token, not one per request.
+LAST_USED_EVERY = timedelta(minutes=1)
 
 
 def init_login(app) -> None:
@@ -33,52 +39,110 @@ def init_login(app) -> None:
             return None
         return user
 
+    app.before_request(load_api_token)
 
-def _admin_from_token(header: str) -> User:
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise ServiceError(401, "unauthorized", "send an admin token: 'Authorization: Bearer <token>'")
-    row = db.session.scalar(select(ApiToken).where(ApiToken.token_sha256 == hash_token(token.strip())))
-    if row is None or not row.user.is_active:
+
+def _token_from(header: str) -> ApiToken:
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise ServiceError(401, "unauthorized", "send a token as 'Authorization: Bearer <token>'")
+    row = db.session.scalar(select(ApiToken).where(ApiToken.token_sha256 == hash_token(secret.strip())))
+    if row is None:
         raise ServiceError(401, "unauthorized", "that token is not valid")
-    if not row.user.is_admin:
-        raise ServiceError(403, "forbidden", "this needs an admin")
-    row.last_used_at = utcnow()
-    db.session.commit()
-    return row.user
+    now = utcnow()
+    if problem := row.problem(now):
+        raise ServiceError(401, "unauthorized", problem)
+    last = row.last_used_at
+    if last is None or (last if last.tzinfo else last.replace(tzinfo=now.tzinfo)) < now - LAST_USED_EVERY:
+        row.last_used_at = now
+        db.session.commit()
+    return row
 
 
-def admin_required(view):
-    """For API views: a bearer token, or the session of a signed-in admin plus its CSRF token."""
-
-    @functools.wraps(view)
-    def wrapper(*args, **kwargs):
-        header = request.headers.get("Authorization", "")
-        if header:
-            g.admin = _admin_from_token(header)
-        elif current_user.is_authenticated:
-            if not current_user.is_admin:
-                raise ServiceError(403, "forbidden", "this needs an admin")
-            # A cookie rides along with any cross-site request; the token in a header cannot.
-            if request.method in UNSAFE_METHODS:
-                csrf.protect()
-            g.admin = current_user
-        else:
-            raise ServiceError(401, "unauthorized", "sign in as an admin, or send 'Authorization: Bearer <token>'")
-        return view(*args, **kwargs)
-
-    return wrapper
+def load_api_token() -> None:
+    """Any API request that names a token is that token's, and is refused if the token is not
+    good (a client that counts on its own limits must hear its token has expired)."""
+    g.api_token = None
+    header = request.headers.get("Authorization", "")
+    if not header or not request.path.startswith("/api/"):
+        return
+    g.api_token = token = _token_from(header)
+    g.actor_user = token.user
+    if request.blueprint == "api":
+        needed = PUBLIC_SCOPES.get(request.endpoint) or ("read" if request.method in ("GET", "HEAD") else "contribute")
+        if needed not in token.permissions:
+            raise ServiceError(403, "forbidden", f"this token's scopes do not include {needed!r}")
 
 
-def admin_page(view):
-    """For admin pages: signed-in admins only; others are sent to the login page."""
+def permission_required(permission: str):
+    """For API views: a token whose scopes allow ``permission``, or the session of a user whose
+    role does (plus its CSRF token on writes)."""
 
-    @functools.wraps(view)
-    def wrapper(*args, **kwargs):
-        if not current_user.is_authenticated:
-            return login_manager.unauthorized()
-        if not current_user.is_admin:
-            abort(403)
-        return view(*args, **kwargs)
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            token = g.get("api_token")
+            if token is not None:
+                if permission not in token.permissions:
+                    raise ServiceError(403, "forbidden", f"this needs a token with the {permission!r} scope")
+            elif current_user.is_authenticated:
+                if not current_user.can(permission):
+                    raise ServiceError(403, "forbidden", f"this needs the {_role_for(permission)} role")
+                # A cookie rides along with any cross-site request; the token in a header cannot.
+                if request.method in UNSAFE_METHODS:
+                    csrf.protect()
+                g.actor_user = current_user._get_current_object()
+            else:
+                raise ServiceError(401, "unauthorized", "sign in, or send 'Authorization: Bearer <token>'")
+            return view(*args, **kwargs)
 
-    return wrapper
+        return wrapper
+
+    return decorator
+
+
+admin_required = permission_required("admin")
+review_required = permission_required("review")
+
+
+def _role_for(permission: str) -> str:
+    return "admin" if permission == "admin" else "reviewer"
+
+
+def page_requires(permission: str):
+    """For admin pages: strangers go to the login page, users whose role lacks it get a 403 page."""
+
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            if not current_user.is_authenticated:
+                return login_manager.unauthorized()
+            if not current_user.can(permission):
+                abort(403)
+            g.actor_user = current_user._get_current_object()
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+admin_page = page_requires("admin")
+review_page = page_requires("review")
+
+
+def _token_limit(field: str, token_default: str, visitor_default: str) -> str:
+    token = g.get("api_token")
+    if token is None:
+        return current_app.config[visitor_default]
+    return getattr(token, field) or current_app.config[token_default]
+
+
+def predict_limit() -> str:
+    """A token's own prediction limit (its override, else TOKEN_PREDICT_LIMIT); a visitor's per address."""
+    return _token_limit("predict_limit", "TOKEN_PREDICT_LIMIT", "RATE_LIMIT_PREDICTIONS")
+
+
+def contribute_limit() -> str:
+    return _token_limit("contribute_limit", "TOKEN_CONTRIBUTE_LIMIT", "RATE_LIMIT_CONTRIBUTIONS")
+

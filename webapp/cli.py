@@ -1,8 +1,7 @@
-"""`flask --app webapp ...` commands: admin accounts and tokens, model versions."""
+"""`flask --app webapp ...` commands: accounts and tokens, model versions, the dataset, the object store."""
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -11,19 +10,27 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
-from werkzeug.security import generate_password_hash
 
+from webapp import accounts
+from webapp.accounts import hash_token  # noqa: F401  (scripts and tests import it from here)
 from webapp.extensions import db
-from webapp.models import ApiToken, Drawing, ModelVersion, User, utcnow
+from webapp.models import TOKEN_SCOPES, ApiToken, Drawing, ModelVersion, User, utcnow
+from webapp.services import ServiceError
 from webapp.storage import get_store
 
-users_cli = AppGroup("users", help="Admin accounts and API tokens.")
+users_cli = AppGroup("users", help="Accounts: admins and reviewers.")
+tokens_cli = AppGroup("tokens", help="API tokens: named, scoped, expiring.")
 models_cli = AppGroup("models", help="Model versions in the registry.")
 storage_cli = AppGroup("storage", help="The object store against the database.")
 
 
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+def _service(call, *args, **kwargs):
+    """A service's refusal as a usage error, not a traceback."""
+    try:
+        return call(*args, **kwargs)
+    except ServiceError as exc:
+        db.session.rollback()
+        raise click.UsageError(exc.message) from None
 
 
 @users_cli.command("create-admin")
@@ -34,46 +41,93 @@ def create_admin(username: str, password: str) -> None:
 
     A reset signs the user out everywhere: whoever knew the old password may hold a session.
     """
-    if len(password) < 8:
-        raise click.UsageError("the password must be at least 8 characters")
     user = db.session.scalar(select(User).where(User.username == username))
     if user is None:
-        user = User(username=username)
-        db.session.add(user)
+        _service(accounts.create_user, username=username, password=password, role="admin")
     else:
-        user.end_sessions()
-    user.password_hash = generate_password_hash(password)
-    user.is_admin = True
-    user.disabled_at = None
-    db.session.commit()
+        _service(accounts.set_password, user, password)  # first: a refused password changes nothing
+        _service(accounts.set_role, user, "admin")
+        _service(accounts.enable_user, user)
     click.echo(f"admin {username} is ready")
 
 
-@users_cli.command("issue-token")
+@users_cli.command("create")
 @click.argument("username")
-def issue_token(username: str) -> None:
-    """Print a new bearer token for USERNAME's admin API calls (shown once, stored hashed)."""
-    user = db.session.scalar(select(User).where(User.username == username))
-    if user is None or not user.is_admin:
-        raise click.UsageError(f"no admin called {username}; create one with `users create-admin`")
-    token = secrets.token_urlsafe(32)
-    db.session.add(ApiToken(user=user, token_sha256=hash_token(token)))
-    db.session.commit()
-    click.echo(f"token for {username} (send as 'Authorization: Bearer <token>'):")
-    click.echo(token)
+@click.option("--role", type=click.Choice(accounts.ASSIGNABLE_ROLES), default="reviewer", show_default=True)
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+def create_user(username: str, role: str, password: str) -> None:
+    """Create an account: a reviewer (review queue, dataset) or an admin (everything)."""
+    _service(accounts.create_user, username=username, password=password, role=role)
+    click.echo(f"{role} {username} is ready")
+
+
+@users_cli.command("reset-password")
+@click.argument("username")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+def reset_password(username: str, password: str) -> None:
+    """Give USERNAME a new password; every session of theirs ends."""
+    _service(accounts.set_password, _service(accounts.find_user, username), password)
+    click.echo(f"{username} has a new password and is signed out everywhere")
 
 
 @users_cli.command("disable")
 @click.argument("username")
 def disable_user(username: str) -> None:
     """Disable USERNAME: every session ends, sign-in and API tokens are refused (`create-admin` re-enables)."""
-    user = db.session.scalar(select(User).where(User.username == username))
-    if user is None:
-        raise click.UsageError(f"no user called {username}")
-    user.disabled_at = user.disabled_at or utcnow()
-    user.end_sessions()
-    db.session.commit()
+    _service(accounts.disable_user, _service(accounts.find_user, username))
     click.echo(f"{username} is disabled and signed out everywhere")
+
+
+@users_cli.command("issue-token")
+@click.argument("username")
+def issue_token(username: str) -> None:
+    """Print a new admin-scope token for USERNAME (shown once, stored hashed); see `tokens create`."""
+    user = _service(accounts.find_user, username)
+    name = f"{username[:50]}-{secrets.token_hex(4)}"
+    _token, secret = _service(accounts.issue_token, user=user, name=name, scopes=["admin"])
+    click.echo(f"token {name} for {username} (send as 'Authorization: Bearer <token>'):")
+    click.echo(secret)
+
+
+@tokens_cli.command("create")
+@click.argument("name")
+@click.option("--user", "username", required=True, help="the account the token acts for")
+@click.option("--scope", "scopes", multiple=True, type=click.Choice(TOKEN_SCOPES), required=True,
+              help="read, contribute, review or admin (repeat for several)")
+@click.option("--expires-days", type=click.IntRange(1, accounts.MAX_TOKEN_DAYS), default=None,
+              help="days until it expires (default TOKEN_DEFAULT_DAYS, 90)")
+@click.option("--predict-limit", default=None, help="its own prediction limit, e.g. 600/minute")
+@click.option("--contribute-limit", default=None, help="its own contribution limit, e.g. 100/minute;5000/day")
+def create_token(name: str, username: str, scopes: tuple[str, ...], expires_days: int | None,
+                 predict_limit: str | None, contribute_limit: str | None) -> None:
+    """Create the token NAME and print its secret (shown once, stored hashed)."""
+    token, secret = _service(accounts.issue_token, user=_service(accounts.find_user, username), name=name,
+                             scopes=list(scopes), expires_days=expires_days, predict_limit=predict_limit,
+                             contribute_limit=contribute_limit)
+    click.echo(f"token {name} ({' '.join(token.scope_list)}) for {username}, expires {token.expires_at:%Y-%m-%d}:")
+    click.echo(secret)
+
+
+@tokens_cli.command("list")
+def list_tokens() -> None:
+    """Every token: id, name, owner, scopes, expiry and whether it still works."""
+    now = utcnow()
+    for token in db.session.scalars(select(ApiToken).order_by(ApiToken.id)):
+        expires = f"{token.expires_at:%Y-%m-%d}" if token.expires_at else "never"
+        state = token.problem(now) or "active"
+        click.echo(f"{token.id}  {token.name}  {token.user.username}  {','.join(token.scope_list)}  "
+                   f"expires {expires}  {state}")
+
+
+@tokens_cli.command("revoke")
+@click.argument("name")
+def revoke_token(name: str) -> None:
+    """Revoke the token NAME: refused from its next request on."""
+    token = db.session.scalar(select(ApiToken).where(ApiToken.name == name))
+    if token is None:
+        raise click.UsageError(f"no token called {name}")
+    accounts.revoke_token(token)
+    click.echo(f"token {name} is revoked")
 
 
 def import_version(stored, *, activate: bool) -> ModelVersion:

@@ -183,6 +183,11 @@ def from_environment(environ=os.environ) -> dict:
         "RATE_LIMIT_PREDICTIONS": environ.get("RATE_LIMIT_PREDICTIONS", "120/minute"),
         "RATE_LIMIT_CONTRIBUTIONS": environ.get("RATE_LIMIT_CONTRIBUTIONS", "30/minute;500/day"),
         "RATE_LIMIT_FEEDBACK": environ.get("RATE_LIMIT_FEEDBACK", "60/minute"),
+        # API tokens are counted per token, not per address, with their own limits (a token may
+        # carry its own overrides); a token's scopes still decide what it may do.
+        "TOKEN_PREDICT_LIMIT": environ.get("TOKEN_PREDICT_LIMIT", "1200/minute"),
+        "TOKEN_CONTRIBUTE_LIMIT": environ.get("TOKEN_CONTRIBUTE_LIMIT", "300/minute;20000/day"),
+        "TOKEN_DEFAULT_DAYS": int(environ.get("TOKEN_DEFAULT_DAYS", 90)),
         # Failed sign-ins only: the eleventh wrong password in 15 minutes gets 429.
         "RATE_LIMIT_LOGIN": environ.get("RATE_LIMIT_LOGIN", "10 per 15 minutes"),
         # A client whose labels the CNN confidently contradicts this often (over at least

@@ -5,12 +5,13 @@ from datetime import datetime
 from flask_babel import Babel
 from flask_bootstrap import Bootstrap5
 from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import DateTime, MetaData
 from sqlalchemy.orm import DeclarativeBase, registry
+
+from webapp.security import rate_limit_key
 
 # Named constraints, so Alembic can alter them on every backend (SQLite included).
 NAMING_CONVENTION = {
@@ -34,5 +35,6 @@ login_manager = LoginManager()
 csrf = CSRFProtect()
 babel = Babel()
 # Keyed on the client's address as ProxyFix leaves it (Heroku's router's view, not a header
-# the client wrote); counts live in Redis when there is one, so every worker shares them.
-limiter = Limiter(key_func=get_remote_address, headers_enabled=True, strategy="moving-window")
+# the client wrote), or on the API token a request carries; counts live in Redis when there
+# is one, so every worker shares them.
+limiter = Limiter(key_func=rate_limit_key, headers_enabled=True, strategy="moving-window")

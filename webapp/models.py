@@ -15,6 +15,15 @@ SOURCES = ("contribution", "prediction", "feedback")
 STATUSES = ("pending", "confirmed", "rejected")
 VERSION_STATUSES = ("candidate", "active", "retired", "rejected")
 RUN_STATUSES = ("queued", "running", "succeeded", "failed", "rejected")
+# "none" is an account with no access (what a non-admin was before roles): it cannot sign in.
+ROLES = ("none", "reviewer", "admin")
+# What each role may do; a token may do what its scopes and its owner's role both allow.
+ROLE_PERMISSIONS = {"none": frozenset(), "reviewer": frozenset({"read", "contribute", "review"}),
+                    "admin": frozenset({"read", "contribute", "review", "admin"})}
+TOKEN_SCOPES = ("read", "contribute", "review", "admin")
+# A scope carries the ones below it: a reviewer's token reads, an admin's token does everything.
+SCOPE_IMPLIES = {"read": {"read"}, "contribute": {"read", "contribute"}, "review": {"read", "review"},
+                 "admin": set(TOKEN_SCOPES)}
 
 
 def utcnow() -> datetime:
@@ -164,7 +173,7 @@ class User(UserMixin, db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
-    is_admin: Mapped[bool] = mapped_column(default=False)
+    role: Mapped[str] = mapped_column(String(16), default="none", server_default=text("'none'"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Part of the id a session holds: raising it (sign-out, a new password, disabling) ends
     # every session of this user, on every worker, at their next request.
@@ -178,6 +187,22 @@ class User(UserMixin, db.Model):
     def is_active(self) -> bool:
         return self.disabled_at is None
 
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    @is_admin.setter
+    def is_admin(self, value: bool) -> None:
+        # Kept for scripts written before roles: an admin or an account with no access.
+        self.role = "admin" if value else "none"
+
+    @property
+    def permissions(self) -> frozenset[str]:
+        return ROLE_PERMISSIONS.get(self.role, frozenset()) if self.is_active else frozenset()
+
+    def can(self, permission: str) -> bool:
+        return permission in self.permissions
+
     def get_id(self) -> str:
         return f"{self.id}:{self.session_generation}"
 
@@ -188,14 +213,61 @@ class User(UserMixin, db.Model):
 
 
 class ApiToken(db.Model):
-    """A bearer token for the admin API; only its sha256 is stored."""
+    """A named bearer token with scopes and an expiry; only its sha256 is stored."""
 
     __tablename__ = "api_tokens"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # Unique, so the audit log's "token:<name>" names one token.
+    name: Mapped[str] = mapped_column(String(64), unique=True, default=lambda: f"token-{uuid.uuid4().hex[:12]}")
+    # Space-separated TOKEN_SCOPES.
+    scopes: Mapped[str] = mapped_column(String(64), default="read", server_default=text("'read'"))
     token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    # Flask-Limiter strings ("600/minute"); None means TOKEN_PREDICT_LIMIT / TOKEN_CONTRIBUTE_LIMIT.
+    predict_limit: Mapped[str | None] = mapped_column(String(64))
+    contribute_limit: Mapped[str | None] = mapped_column(String(64))
 
     user: Mapped[User] = relationship(back_populates="tokens")
+
+    @property
+    def scope_list(self) -> list[str]:
+        return [scope for scope in TOKEN_SCOPES if scope in self.scopes.split()]
+
+    @property
+    def permissions(self) -> frozenset[str]:
+        granted = set().union(*(SCOPE_IMPLIES[scope] for scope in self.scope_list))
+        return frozenset(granted) & self.user.permissions
+
+    def problem(self, now: datetime) -> str | None:
+        """Why this token cannot be used now, or None."""
+        if self.revoked_at is not None:
+            return "that token has been revoked"
+        if self.expires_at is not None and _aware(self.expires_at) <= now:
+            return "that token has expired"
+        if not self.user.is_active:
+            return "that token's account is disabled"
+        return None
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes for what was stored as UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+class AuditEvent(db.Model):
+    """Who did what to what, and when: reviews, flags, activations, runs, accounts, tokens."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    action: Mapped[str] = mapped_column(String(32), index=True)
+    # A username, "token:<name>", "visitor:<client id>" or "cli".
+    actor: Mapped[str] = mapped_column(String(96), index=True)
+    target: Mapped[str | None] = mapped_column(String(128))
+    detail: Mapped[dict] = mapped_column(JSON, default=dict)

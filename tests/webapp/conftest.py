@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, text
 PG_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 # Every run gets its own schema, so runs never see each other's rows (or another project's).
 PG_SCHEMA = f"inkling_test_{uuid.uuid4().hex[:8]}"
-TABLES = ("ratings", "predictions", "drawings", "model_versions", "training_runs", "api_tokens", "users")
+TABLES = ("audit_events", "ratings", "predictions", "drawings", "model_versions", "training_runs", "api_tokens", "users")
 
 
 def _postgres_url() -> str:

@@ -103,7 +103,7 @@ def check_image_folder(data: bytes, expected: list[dict]) -> None:
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         assert archive.testzip() is None
         paths = [f"{row['label']}/{row['id']}.png" for row in expected]
-        assert sorted(archive.namelist()) == sorted(paths + ["manifest.csv"])
+        assert sorted(archive.namelist()) == sorted(paths + ["manifest.csv", "audit.jsonl"])
         manifest = list(csv.DictReader(io.StringIO(archive.read("manifest.csv").decode("utf-8"))))
         assert [line["id"] for line in manifest] == [row["id"] for row in expected]
         for line, row, path in zip(manifest, expected, paths):
