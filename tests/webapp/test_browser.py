@@ -373,3 +373,50 @@ def test_every_page_works_under_the_content_security_policy(app, live_server, de
         page.click("#language-menu")
         assert page.evaluate("window.__violations") == [], path
     assert not errors, errors
+
+
+def test_a_reviewer_reviews_but_cannot_reach_activation(app, live_server, desktop, canvas_drawings):
+    from webapp.models import AuditEvent
+
+    sample = canvas_drawings[0]
+    body = {"image": sample.data_url, "label": sample.label}
+    assert app.test_client().post("/api/v1/drawings", json=body).status_code == 201
+    result = app.test_cli_runner().invoke(args=["users", "create", "rita", "--role", "reviewer",
+                                                "--password", "long enough"])
+    assert result.exit_code == 0, result.output
+
+    page = desktop.new_page()
+    errors = watch_for_errors(page)
+    page.goto(f"{live_server}/admin/login")
+    page.fill("#username", "rita")
+    page.fill("#password", "long enough")
+    page.click("#login-button")
+    expect(page).to_have_url(re.compile(r"/admin/review$"))
+    cards = page.locator(".review-card")
+    expect(cards).to_have_count(1)
+    expect(cards.nth(0)).to_have_class(re.compile("is-current"))  # the queue's keys are listening
+    page.keyboard.press("c")
+    expect(cards.nth(0)).to_have_attribute("data-status", "confirmed")
+    # Nothing on the page leads to the dashboard, its activate buttons, runs, accounts or tokens.
+    for hidden in ("dashboard", "accounts", "tokens", "audit"):
+        expect(page.locator(f"[data-nav={hidden}]")).to_have_count(0)
+    expect(page.locator("[data-nav=dataset]")).to_have_count(1)
+    expect(page.locator("a[href*='activate'], button[data-activate], #retrain-button")).to_have_count(0)
+    assert not errors, errors
+
+    # The addresses answer 403 all the same: the dashboard's page, and the activation API
+    # called with the reviewer's own session and CSRF token.
+    denied = page.goto(f"{live_server}/admin/")
+    assert denied.status == 403
+    expect(page.locator("h1")).to_have_text("Not allowed")
+    page.goto(f"{live_server}/admin/review")
+    status = page.evaluate("""async () => {
+        const token = document.querySelector('meta[name=csrf-token]').content;
+        const response = await fetch('/api/v1/models/fnn/versions/1/activate', {method: 'POST',
+            headers: {'X-CSRFToken': token, 'Content-Type': 'application/json'}, body: '{}'});
+        return [response.status, (await response.json()).code];
+    }""")
+    assert status == [403, "forbidden"]
+    with app.app_context():
+        actions = [event.action for event in db.session.scalars(select(AuditEvent))]
+        assert "drawing.confirm" in actions and not any(action.startswith("model.") for action in actions)
