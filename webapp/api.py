@@ -11,6 +11,7 @@ from sqlalchemy import case, func, select, text
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from training.preprocess import preprocess
+from webapp.auth import sent_by_admin
 from webapp.extensions import db, limiter
 from webapp.models import SOURCES, STATUSES, Drawing, ModelVersion, Prediction, Rating
 from webapp.registry import ModelsUnavailable, get_registry
@@ -120,7 +121,8 @@ def create_prediction():
 @limiter.limit(lambda: current_app.config["RATE_LIMIT_FEEDBACK"])
 def create_feedback(drawing_id: str):
     label = _label(_json_body().get("label"))
-    rating, correct = record_feedback(drawing_id=drawing_id, label=label, client_id=g.client_id)
+    rating, correct = record_feedback(drawing_id=drawing_id, label=label, client_id=g.client_id,
+                                      as_admin=sent_by_admin())
     return jsonify({"id": drawing_id, "label": rating.label, "correct": correct}), 201
 
 
@@ -152,7 +154,7 @@ def create_drawing():
 @bp.post("/drawings/<drawing_id>/not-a-digit")
 @limiter.limit(lambda: current_app.config["RATE_LIMIT_FEEDBACK"])
 def flag_drawing(drawing_id: str):
-    row = flag_not_digit(drawing_id=drawing_id, client_id=g.client_id)
+    row = flag_not_digit(drawing_id=drawing_id, client_id=g.client_id, as_admin=sent_by_admin())
     return jsonify({"id": row.id, "not_digit": row.not_digit, "status": row.status})
 
 

@@ -6,6 +6,7 @@ import functools
 
 from flask import abort, g, request
 from flask_login import current_user
+from flask_wtf.csrf import CSRFError
 from sqlalchemy import select
 
 from webapp.cli import hash_token
@@ -61,6 +62,26 @@ def admin_required(view):
         return view(*args, **kwargs)
 
     return wrapper
+
+
+def sent_by_admin() -> bool:
+    """Whether an admin sends this API request to a visitor's endpoint (rating, flagging).
+
+    A bearer token must be valid (else 401/403, as on the admin API); a session counts only
+    with its CSRF token, since the cookie rides along with any cross-site request. Without
+    either, the caller is just a visitor.
+    """
+    header = request.headers.get("Authorization", "")
+    if header:
+        g.admin = _admin_from_token(header)
+        return True
+    if not (current_user.is_authenticated and current_user.is_admin):
+        return False
+    try:
+        csrf.protect()
+    except CSRFError:
+        return False
+    return True
 
 
 def admin_page(view):

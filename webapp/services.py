@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 import queue
 import secrets
@@ -322,13 +323,26 @@ class PredictionWriter:
             time.sleep(0.01)
 
 
-def record_feedback(*, drawing_id: str, label: int, client_id: str | None) -> tuple[Rating, dict[str, bool]]:
-    """The user's true digit for a prediction; the drawing becomes a labelled feedback sample."""
+def _answered_prediction(drawing_id: str) -> Drawing | None:
+    if len(drawing_id) > 36:  # longer than any id we make: not worth a query
+        return None
     row = db.session.get(Drawing, drawing_id)
     if row is None and current_app.extensions["inkling.writer"].wait_for(drawing_id):
         # Rated before this process's writer stored it (the answer does not wait for that).
         row = db.session.get(Drawing, drawing_id)
-    if row is None or row.source == "contribution":
+    return row
+
+
+def record_feedback(*, drawing_id: str, label: int, client_id: str | None,
+                    as_admin: bool = False) -> tuple[Rating, dict[str, bool]]:
+    """The user's true digit for a prediction; the drawing becomes a labelled feedback sample.
+
+    Only the visitor who asked for the prediction (or an admin) may rate it: ids are listed
+    publicly, and a stranger's rating would label someone else's drawing and skew the
+    accuracy figures. To anyone else the id is as good as unknown.
+    """
+    row = _answered_prediction(drawing_id)
+    if row is None or row.source == "contribution" or not (as_admin or _is_own(row, client_id)):
         raise ServiceError(404, "not_found", "no prediction with that id")
     if row.rating is not None:
         raise ServiceError(409, "already_rated", "this prediction has already been rated")
@@ -360,11 +374,15 @@ def contributions_of(client_id: str | None) -> int:
         Drawing.client_id == client_id, Drawing.source == "contribution")) or 0
 
 
-def flag_not_digit(*, drawing_id: str, client_id: str | None) -> Drawing:
-    """The person who drew it says it is not a digit: out of training, into the admins' queue."""
-    row = db.session.get(Drawing, drawing_id)
+def _is_own(row: Drawing, client_id: str | None) -> bool:
+    return bool(client_id and row.client_id) and hmac.compare_digest(row.client_id, client_id)
+
+
+def flag_not_digit(*, drawing_id: str, client_id: str | None, as_admin: bool = False) -> Drawing:
+    """The person who drew it (or an admin) says it is not a digit: out of training, into the admins' queue."""
+    row = _answered_prediction(drawing_id)
     # Only the drawer's own drawings: anyone else's id is as good as unknown.
-    if row is None or not client_id or row.client_id != client_id:
+    if row is None or not (as_admin or _is_own(row, client_id)):
         raise ServiceError(404, "not_found", "no drawing of yours with that id")
     if not row.not_digit:
         row.not_digit = True
