@@ -1,10 +1,11 @@
 """HTTP benchmark: POST /api/v1/predictions against gunicorn on 127.0.0.1, as deployed.
 
-    python bench/http.py [--requests 2000] [--concurrency 8] [--workers 2]
+    python bench/http.py [--requests 2000] [--concurrency 8] [--workers 2] [--ratings 30]
 
 Starts gunicorn on a free loopback port with a throwaway database and object store
 (the base models from instance/models), sends canvas-like drawings, and prints client
-latency, server time (the app's Server-Timing header), errors, and each worker's RSS.
+latency, server time (the app's Server-Timing header), errors, each worker's RSS, and the
+statuses of predictions each rated as soon as answered (either worker may take the rating).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--serial-requests", type=int, default=500,
                         help="requests sent one at a time first, for the server time floor")
+    parser.add_argument("--ratings", type=int, default=30, help="predictions each rated at once, at the end")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2, help="as gunicorn.conf.py")
     args = parser.parse_args()
@@ -85,6 +87,7 @@ def main() -> int:
 
             serial = run(args.serial_requests, 1)
             loaded = run(args.requests, args.concurrency)
+            ratings = rate_at_once(port, payloads, args.ratings)
             worker_rss = [rss_mb(pid) for pid in children(server.pid)]
         finally:
             server.send_signal(signal.SIGTERM)
@@ -101,16 +104,41 @@ def main() -> int:
         print(f"    server time    p50 {np.percentile(result['server_ms'], 50):7.2f} ms   "
               f"p99 {np.percentile(result['server_ms'], 99):7.2f} ms")
         print(f"    statuses       {result['statuses']}")
+    print(f"  {args.ratings} predictions, each rated as soon as answered (a new connection each, so either "
+          f"worker may answer): {ratings}")
     print(f"  worker RSS       {', '.join(f'{mb:.0f} MB' for mb in worker_rss)}")
     errors = sum(count for status, count in loaded["statuses"].items() if status != 200)
     errors += sum(count for status, count in serial["statuses"].items() if status != 200)
     checks = [("server time p50 <= 5 ms (one at a time)", np.percentile(serial["server_ms"], 50) <= 5),
               (f"0 errors in {args.requests} requests at concurrency {args.concurrency}", errors == 0),
-              ("every web worker <= 200 MB RSS", bool(worker_rss) and max(worker_rss) <= 200)]
-    print("\nFloors (issue #3)")
+              ("every web worker <= 200 MB RSS", bool(worker_rss) and max(worker_rss) <= 200),
+              (f"{args.ratings} x 201 for ratings sent at once", ratings == {201: args.ratings})]
+    print("\nFloors (issues #3 and #7)")
     for label, passed in checks:
         print(f"  {'PASS' if passed else 'FAIL'}  {label}")
     return 0 if all(passed for _, passed in checks) else 1
+
+
+def rate_at_once(port: int, payloads: list[bytes], count: int) -> dict:
+    """Statuses of ``count`` ratings, each sent as soon as its prediction is answered, as one visitor."""
+    statuses: dict = {}
+    cookie = ""
+    for index in range(count):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        headers = {"Content-Type": "application/json", **({"Cookie": cookie} if cookie else {})}
+        connection.request("POST", "/api/v1/predictions", body=payloads[index % len(payloads)], headers=headers)
+        response = connection.getresponse()
+        answer = json.loads(response.read())
+        cookie = cookie or (response.getheader("Set-Cookie") or "").split(";")[0]
+        headers["Cookie"] = cookie
+        connection.close()
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.request("POST", f"/api/v1/predictions/{answer['id']}/feedback",
+                           body=json.dumps({"label": index % 10}).encode(), headers=headers)
+        status = connection.getresponse().status
+        connection.close()
+        statuses[status] = statuses.get(status, 0) + 1
+    return statuses
 
 
 def fire(port: int, payloads: list[bytes], requests: int, concurrency: int) -> dict:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from flask import Flask, g, request
 
-CLIENT_COOKIE = "inkling_client"
 AUTH_ENDPOINTS = frozenset({"admin.login", "admin.logout"})
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -159,19 +158,24 @@ def register_security(app: Flask) -> None:
 
 
 def register_client_id(app: Flask) -> None:
-    """An anonymous, random visitor id in a cookie: enough to count one's own contributions."""
+    """An anonymous, random visitor id in a signed cookie: what makes drawings and ratings one's own.
+
+    A cookie this app did not sign (forged, tampered with, or from before it was signed) is
+    replaced by a fresh id: a well-formed value alone would let anyone be anyone.
+    """
+    from webapp.visitors import CLIENT_COOKIE, client_id_from_cookie, cookie_for, new_client_id
 
     @app.before_request
     def load_client_id():
         g.started = time.perf_counter()
-        value = request.cookies.get(CLIENT_COOKIE, "")
-        g.new_client = not (16 <= len(value) <= 64 and value.replace("-", "").replace("_", "").isalnum())
-        g.client_id = secrets.token_urlsafe(18) if g.new_client else value
+        client_id = client_id_from_cookie(request.cookies.get(CLIENT_COOKIE, ""))
+        g.new_client = client_id is None
+        g.client_id = new_client_id() if client_id is None else client_id
 
     @app.after_request
     def store_client_id(response):
         if getattr(g, "new_client", False) and response.status_code < 500:
-            response.set_cookie(CLIENT_COOKIE, g.client_id, max_age=365 * 24 * 3600, httponly=True,
+            response.set_cookie(CLIENT_COOKIE, cookie_for(g.client_id), max_age=365 * 24 * 3600, httponly=True,
                                 samesite="Lax", secure=app.config["SESSION_COOKIE_SECURE"])
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         # Server time, as browsers' devtools and bench/http.py read it; never where it could

@@ -10,7 +10,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
 from sqlalchemy import case, func, select, text
 
 from training.preprocess import preprocess
-from webapp.auth import contribute_limit, predict_limit
+from webapp.auth import contribute_limit, predict_limit, sent_by_staff
 from webapp.extensions import db, limiter
 from webapp.models import SOURCES, STATUSES, Drawing, ModelVersion, Prediction, Rating
 from webapp.parsing import int_arg, json_object
@@ -110,7 +110,8 @@ def create_prediction():
 @limiter.limit(lambda: current_app.config["RATE_LIMIT_FEEDBACK"])
 def create_feedback(drawing_id: str):
     label = _label(json_object().get("label"))
-    rating, correct = record_feedback(drawing_id=drawing_id, label=label, client_id=g.client_id)
+    rating, correct = record_feedback(drawing_id=drawing_id, label=label, client_id=g.client_id,
+                                      as_staff=sent_by_staff())
     return jsonify({"id": drawing_id, "label": rating.label, "correct": correct}), 201
 
 
@@ -145,7 +146,7 @@ def flag_drawing(drawing_id: str):
     from webapp.audit import record
 
     already = db.session.scalar(select(Drawing.not_digit).where(Drawing.id == drawing_id))
-    row = flag_not_digit(drawing_id=drawing_id, client_id=g.client_id)
+    row = flag_not_digit(drawing_id=drawing_id, client_id=g.client_id, as_staff=sent_by_staff())
     if not already:
         record("drawing.flag", target=row.id, detail={"status": row.status})
         db.session.commit()

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from flask import abort, current_app, g, request
 from flask_login import current_user
+from flask_wtf.csrf import CSRFError
 from sqlalchemy import select
 
 from webapp.accounts import hash_token
@@ -72,6 +73,26 @@ def load_api_token() -> None:
         needed = PUBLIC_SCOPES.get(request.endpoint) or ("read" if request.method in ("GET", "HEAD") else "contribute")
         if needed not in token.permissions:
             raise ServiceError(403, "forbidden", f"this token's scopes do not include {needed!r}")
+
+
+def sent_by_staff() -> bool:
+    """Whether a reviewer or admin sends this API request to a visitor's endpoint (rating, flagging).
+
+    A token counts when its scopes include `review` (a bad token was already refused by
+    load_api_token); a session counts only with its CSRF token, since the cookie rides along with
+    any cross-site request. Without either, the caller is just a visitor.
+    """
+    token = g.get("api_token")
+    if token is not None:
+        return "review" in token.permissions
+    if not (current_user.is_authenticated and current_user.can("review")):
+        return False
+    try:
+        csrf.protect()
+    except CSRFError:
+        return False
+    g.actor_user = current_user._get_current_object()
+    return True
 
 
 def permission_required(permission: str):

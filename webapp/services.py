@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 import queue
 import secrets
@@ -15,6 +16,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from training.preprocess import Preprocessed
 from training.versions import sha256_bytes
+from webapp import issued_ids
 from webapp.extensions import db
 from webapp.models import Drawing, Prediction, Rating, new_id
 from webapp.registry import ModelsUnavailable, get_registry
@@ -24,6 +26,7 @@ from webapp.storage import StorageError, get_store
 log = logging.getLogger(__name__)
 
 STORAGE_RETRY_SECONDS = 5.0
+RATING_POLL_SECONDS = 0.02
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 
 
@@ -46,7 +49,8 @@ def _drawing_values(*, drawing: Preprocessed, source: str, label: int | None, cl
                     drawing_id: str | None = None) -> dict:
     """A drawing row's columns, as a dict: the write-behind inserts these without ORM objects."""
     if drawing_id is None:
-        drawing_id = key = new_id()
+        # A prediction's id says when it was issued: its rating may arrive before its row (see issued_ids).
+        drawing_id = key = issued_ids.issue() if source == "prediction" else new_id()
     else:
         # A client-supplied id may arrive twice at once: each attempt writes its own object,
         # so the request that loses the race never overwrites or deletes the winner's image.
@@ -322,13 +326,38 @@ class PredictionWriter:
             time.sleep(0.01)
 
 
-def record_feedback(*, drawing_id: str, label: int, client_id: str | None) -> tuple[Rating, dict[str, bool]]:
-    """The user's true digit for a prediction; the drawing becomes a labelled feedback sample."""
+def _answered_prediction(drawing_id: str) -> Drawing | None:
+    """The stored drawing of an answered prediction, waiting briefly for one still on its way.
+
+    The answer goes out before the row is stored, and the rating may reach another process
+    (or another dyno) than the one whose writer holds it: that one looks in the database until
+    the id's RATABLE_AFTER has passed. Ids not recently issued here are not waited for.
+    """
+    if len(drawing_id) > 36:  # longer than any id we make: not worth a query
+        return None
     row = db.session.get(Drawing, drawing_id)
-    if row is None and current_app.extensions["inkling.writer"].wait_for(drawing_id):
-        # Rated before this process's writer stored it (the answer does not wait for that).
+    if row is not None:
+        return row
+    if current_app.extensions["inkling.writer"].wait_for(drawing_id):
+        return db.session.get(Drawing, drawing_id)
+    until = issued_ids.wait_until(drawing_id)
+    while until is not None and row is None and time.time() < until:
+        time.sleep(RATING_POLL_SECONDS)
+        db.session.rollback()  # a new transaction, so that it sees rows committed since
         row = db.session.get(Drawing, drawing_id)
-    if row is None or row.source == "contribution":
+    return row
+
+
+def record_feedback(*, drawing_id: str, label: int, client_id: str | None,
+                    as_staff: bool = False) -> tuple[Rating, dict[str, bool]]:
+    """The user's true digit for a prediction; the drawing becomes a labelled feedback sample.
+
+    Only the visitor who asked for the prediction (or an admin) may rate it: ids are listed
+    publicly, and a stranger's rating would label someone else's drawing and skew the
+    accuracy figures. To anyone else the id is as good as unknown.
+    """
+    row = _answered_prediction(drawing_id)
+    if row is None or row.source == "contribution" or not (as_staff or _is_own(row, client_id)):
         raise ServiceError(404, "not_found", "no prediction with that id")
     if row.rating is not None:
         raise ServiceError(409, "already_rated", "this prediction has already been rated")
@@ -360,11 +389,15 @@ def contributions_of(client_id: str | None) -> int:
         Drawing.client_id == client_id, Drawing.source == "contribution")) or 0
 
 
-def flag_not_digit(*, drawing_id: str, client_id: str | None) -> Drawing:
-    """The person who drew it says it is not a digit: out of training, into the admins' queue."""
-    row = db.session.get(Drawing, drawing_id)
+def _is_own(row: Drawing, client_id: str | None) -> bool:
+    return bool(client_id and row.client_id) and hmac.compare_digest(row.client_id, client_id)
+
+
+def flag_not_digit(*, drawing_id: str, client_id: str | None, as_staff: bool = False) -> Drawing:
+    """The person who drew it (or an admin) says it is not a digit: out of training, into the admins' queue."""
+    row = _answered_prediction(drawing_id)
     # Only the drawer's own drawings: anyone else's id is as good as unknown.
-    if row is None or not client_id or row.client_id != client_id:
+    if row is None or not (as_staff or _is_own(row, client_id)):
         raise ServiceError(404, "not_found", "no drawing of yours with that id")
     if not row.not_digit:
         row.not_digit = True

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from webapp.extensions import db
 from webapp.models import Drawing
+from webapp.visitors import CLIENT_COOKIE, client_id_from_cookie
 
 REDIS_URL = "redis://127.0.0.1:6379/12"  # test_celery uses db 11
 
@@ -139,7 +140,8 @@ def test_a_flood_of_wrong_labels_from_one_client_never_reaches_training(app, cli
         assert response.status_code == 201
     with app.app_context():
         statuses = dict(db.session.execute(select(Drawing.status, func.count()).where(
-            Drawing.client_id == client.get_cookie("inkling_client").value).group_by(Drawing.status)).all())
+            Drawing.client_id == client_id_from_cookie(client.get_cookie(CLIENT_COOKIE).value))
+            .group_by(Drawing.status)).all())
         assert statuses == {"pending": len(drawings)}, statuses
         assert db.session.scalar(select(func.count()).select_from(Drawing).where(Drawing.status == "confirmed")) == 5
 

@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from webapp.extensions import db
 from webapp.models import Drawing, Prediction, Rating
 from webapp.storage import get_store
+from webapp.visitors import CLIENT_COOKIE, cookie_for
 
 from . import hostile_corpus as corpus
 from .conftest import make_app, serve
@@ -312,12 +313,13 @@ def test_the_same_id_sent_concurrently_saves_once_and_answers_the_same(app, serv
                        "id": drawing_id}).encode()
     start = threading.Barrier(8)
     answers = []
+    cookie = cookie_for("c" * 24, app)  # one visitor sending it eight times
 
     def send():
         connection = http.client.HTTPConnection("127.0.0.1", served, timeout=30)
         start.wait()
         connection.request("POST", "/api/v1/drawings", body=body,
-                           headers={"Content-Type": "application/json", "Cookie": "inkling_client=" + "c" * 24})
+                           headers={"Content-Type": "application/json", "Cookie": f"{CLIENT_COOKIE}={cookie}"})
         response = connection.getresponse()
         answers.append((response.status, json.loads(response.read())))
         connection.close()
