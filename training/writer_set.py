@@ -63,11 +63,12 @@ def build(
 
 
 def load(
-    *, seed: int = 0, clean_per_digit: int = CLEAN_PER_DIGIT, messy_per_digit: int = MESSY_PER_DIGIT,
+    chosen: list[writers.Writer] | None = None, *, seed: int = 0, clean_per_digit: int = CLEAN_PER_DIGIT, messy_per_digit: int = MESSY_PER_DIGIT,
     cache_dir: Path | None = None,
 ) -> WriterSet:
-    """Every writer's drawings, from the cache when it matches, else built and cached."""
-    chosen = writers.writers()
+    """The drawings of ``chosen`` writers (all by default), from the cache when it matches,
+    else built and cached."""
+    chosen = writers.writers() if chosen is None else chosen
     key = _cache_key(chosen, seed, clean_per_digit, messy_per_digit)
     cache = (cache_dir or default_cache_dir()) / f"writers-{key}.npz"
     if cache.is_file():
