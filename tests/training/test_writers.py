@@ -168,3 +168,9 @@ def test_the_networks_read_a_plain_writer(tiny_models):
     accuracy = {name: score(model, data.pixels, data.labels).accuracy()
                 for name, model in predictor.models.items()}
     assert accuracy["cnn"] >= 0.6 and accuracy["fnn"] >= 0.5, accuracy
+
+
+def test_ci_installs_every_font_package_and_no_other():
+    ci = (TRAINING.parent / ".ci" / "run").read_text()
+    listed = ci.split('FONT_PACKAGES="', 1)[1].split('"', 1)[0].split()
+    assert sorted(listed) == sorted(writers.PACKAGES)
