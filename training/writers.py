@@ -59,6 +59,9 @@ MESSY_VARIANTS = ("tiny", "thick", "thin", "stray_dot", "jpeg", "wide")  # the d
 CANVAS = (280, 280)  # the web page's canvas
 GLYPH_HEIGHT = 80  # about 4x MNIST's 20 px digit, the scale the development set's pens work at
 RENDER_SIZE = 240  # font size the glyphs are rendered at before shrinking to GLYPH_HEIGHT
+# A canvas pen has a width: a font's hairlines (Ecolier's) are drawn at least this wide, in px
+# at RENDER_SIZE (a pixel a side), else shrinking and bending fade them out.
+MIN_PEN = 1
 MAX_ROTATION = 12.0  # degrees
 MAX_SLANT = 0.15  # horizontal shear
 JITTER = 0.03  # elastic displacement, as a fraction of the glyph's height
@@ -173,12 +176,14 @@ def _enclosed_fraction(mask: np.ndarray) -> float:
 
 
 @lru_cache(maxsize=None)
-def _raw_glyphs(path: Path) -> tuple[np.ndarray, ...]:
+def _raw_glyphs(path: Path, pen: int = 0) -> tuple[np.ndarray, ...]:
+    """The ten digits at RENDER_SIZE, uncropped; ``pen`` px of outline widen every stroke."""
     font = ImageFont.truetype(str(path), RENDER_SIZE)
     glyphs = []
     for digit in range(NUM_CLASSES):
         image = Image.new("L", (RENDER_SIZE * 3, RENDER_SIZE * 2), 0)
-        ImageDraw.Draw(image).text((RENDER_SIZE // 2, RENDER_SIZE // 4), str(digit), font=font, fill=255)
+        ImageDraw.Draw(image).text((RENDER_SIZE // 2, RENDER_SIZE // 4), str(digit), font=font, fill=255,
+                                  stroke_width=pen, stroke_fill=255)
         glyphs.append(np.asarray(image, np.float32) / 255)
     return tuple(glyphs)
 
@@ -187,7 +192,7 @@ def _raw_glyphs(path: Path) -> tuple[np.ndarray, ...]:
 def glyphs(path: Path) -> tuple[np.ndarray, ...]:
     """The ten digits' ink, cropped, GLYPH_HEIGHT px high, float32 in [0, 1]."""
     out = []
-    for raw in _raw_glyphs(path):
+    for raw in _raw_glyphs(path, MIN_PEN):
         rows = np.flatnonzero(raw.max(axis=1) > 0.05)
         cols = np.flatnonzero(raw.max(axis=0) > 0.05)
         crop = raw[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]

@@ -174,3 +174,12 @@ def test_ci_installs_every_font_package_and_no_other():
     ci = (TRAINING.parent / ".ci" / "run").read_text()
     listed = ci.split('FONT_PACKAGES="', 1)[1].split('"', 1)[0].split()
     assert sorted(listed) == sorted(writers.PACKAGES)
+
+
+def test_hairlines_are_drawn_with_a_pen_not_faded_out():
+    # Ecolier's 0 has a hairline side; shrunk and bent without a pen width, it faded and the
+    # 0 reached the networks as an open "(".
+    drawings = writers.writer_drawings(_writer("ecolier-court"), seed=0, clean_per_digit=12, messy_per_digit=0)
+    for drawing in (d for d in drawings if d.label == 0):
+        pixels = preprocess(drawing.data_url).pixels
+        assert writers._enclosed_fraction(pixels > 64) > 0.2, drawing.variant
