@@ -25,7 +25,7 @@ class Scores:
         correct = self.correct if chosen is None else self.correct[chosen]
         return float(correct.mean()) if correct.size else float("nan")
 
-    def select(self, chosen: np.ndarray) -> "Scores":
+    def select(self, chosen: np.ndarray) -> Scores:
         return Scores(self.labels[chosen], self.predicted[chosen])
 
     def by(self, keys: np.ndarray) -> dict[str, float]:

@@ -34,7 +34,7 @@ class WriterSet:
     def clean(self) -> np.ndarray:
         return np.isin(self.variants, writers.CLEAN_STYLES)
 
-    def select(self, chosen: np.ndarray) -> "WriterSet":
+    def select(self, chosen: np.ndarray) -> WriterSet:
         return WriterSet(self.pixels[chosen], self.labels[chosen], self.writers[chosen],
                          self.variants[chosen], self.groups[chosen])
 
@@ -63,8 +63,8 @@ def build(
 
 
 def load(
-    chosen: list[writers.Writer] | None = None, *, seed: int = 0, clean_per_digit: int = CLEAN_PER_DIGIT, messy_per_digit: int = MESSY_PER_DIGIT,
-    cache_dir: Path | None = None,
+    chosen: list[writers.Writer] | None = None, *, seed: int = 0,
+    clean_per_digit: int = CLEAN_PER_DIGIT, messy_per_digit: int = MESSY_PER_DIGIT, cache_dir: Path | None = None,
 ) -> WriterSet:
     """The drawings of ``chosen`` writers (all by default), from the cache when it matches,
     else built and cached."""

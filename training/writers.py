@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -136,7 +136,7 @@ def _same_digits(first: Path, second: Path) -> bool:
                for a, b in zip(glyphs(first), glyphs(second)))
 
 
-@lru_cache(maxsize=None)
+@cache
 def unusable(path: Path) -> str | None:
     """Why a font cannot be a writer (no digits, or hollow outlines), or None."""
     return glyph_problem(_raw_glyphs(path))
@@ -175,7 +175,7 @@ def _enclosed_fraction(mask: np.ndarray) -> float:
     return holes / max(holes + int(mask.sum()), 1)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _raw_glyphs(path: Path, pen: int = 0) -> tuple[np.ndarray, ...]:
     """The ten digits at RENDER_SIZE, uncropped; ``pen`` px of outline widen every stroke."""
     font = ImageFont.truetype(str(path), RENDER_SIZE)
@@ -188,7 +188,7 @@ def _raw_glyphs(path: Path, pen: int = 0) -> tuple[np.ndarray, ...]:
     return tuple(glyphs)
 
 
-@lru_cache(maxsize=None)
+@cache
 def glyphs(path: Path) -> tuple[np.ndarray, ...]:
     """The ten digits' ink, cropped, GLYPH_HEIGHT px high, float32 in [0, 1]."""
     out = []
@@ -204,7 +204,7 @@ def glyphs(path: Path) -> tuple[np.ndarray, ...]:
 
 def handwrite(glyph: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One drawing's ink from a glyph: rotated, slanted, elastically bent, with its own pen."""
-    height, width = glyph.shape
+    height = glyph.shape[0]
     margin = height // 3
     source = np.pad(glyph, margin)
     rows, cols = source.shape
