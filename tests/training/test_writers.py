@@ -5,6 +5,9 @@ from __future__ import annotations
 import ast
 import base64
 import io
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -183,3 +186,20 @@ def test_hairlines_are_drawn_with_a_pen_not_faded_out():
     for drawing in (d for d in drawings if d.label == 0):
         pixels = preprocess(drawing.data_url).pixels
         assert writers._enclosed_fraction(pixels > 64) > 0.2, drawing.variant
+
+
+@pytest.mark.slow
+def test_bench_prints_every_writer_and_the_worst(tiny_models, tmp_path):
+    root, _ = tiny_models
+    env = dict(os.environ, INKLING_INSTANCE_PATH=str(tmp_path))
+    result = subprocess.run(
+        [sys.executable, str(TRAINING.parent / "bench" / "writers.py"), "--models", str(root),
+         "--clean", "1", "--messy", "0"],
+        capture_output=True, text=True, env=env, timeout=600, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    for writer in writers.writers():
+        assert f"\n  {writer.name} " in result.stdout
+    assert "left out: setofont-ex.ttf" in result.stdout
+    assert result.stdout.count("worst writer (clean)") == 2
+    assert list((tmp_path / "data").glob("writers-*.npz")), "the drawings are cached under the instance"
