@@ -16,8 +16,8 @@ import numpy as np
 
 from training import devset, preprocess, writers
 
-CLEAN_PER_DIGIT = 20
-MESSY_PER_DIGIT = 2
+CLEAN_PER_DIGIT = writers.CLEAN_PER_DIGIT
+MESSY_PER_DIGIT = writers.MESSY_PER_DIGIT
 
 
 @dataclass(frozen=True)

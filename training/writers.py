@@ -57,6 +57,8 @@ PACKAGES = tuple(sorted({package for package, _, _ in FONTS}))
 CLEAN_STYLES = ("plain", "transparent", "inverted")  # dark on white, on a transparent canvas, white on black
 MESSY_VARIANTS = ("tiny", "thick", "thin", "stray_dot", "jpeg", "wide")  # the development set's
 CANVAS = (280, 280)  # the web page's canvas
+CLEAN_PER_DIGIT = 20  # per writer and digit: 200 a writer, so one misread is half a point
+MESSY_PER_DIGIT = 2  # per writer, digit and messy variant
 GLYPH_HEIGHT = 80  # about 4x MNIST's 20 px digit, the scale the development set's pens work at
 RENDER_SIZE = 240  # font size the glyphs are rendered at before shrinking to GLYPH_HEIGHT
 # A canvas pen has a width: a font's hairlines (Ecolier's) are drawn at least this wide, in px
@@ -250,7 +252,8 @@ def _pen_width(ink: np.ndarray, steps: int) -> np.ndarray:
 
 
 def writer_drawings(
-    writer: Writer, *, seed: int = 0, clean_per_digit: int = 20, messy_per_digit: int = 4,
+    writer: Writer, *, seed: int = 0, clean_per_digit: int = CLEAN_PER_DIGIT,
+    messy_per_digit: int = MESSY_PER_DIGIT,
 ) -> list[WriterDrawing]:
     """A writer's drawings: per digit, ``clean_per_digit`` on the page's canvas (its three colour
     styles in turn) and ``messy_per_digit`` of each messy variant."""
