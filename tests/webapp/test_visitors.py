@@ -138,7 +138,9 @@ def test_admins_may_rate_and_flag_any_prediction(app, client, runner, admin_toke
 def second_process(app, database_url, object_root, tmp_path):
     """Another web process on the same database and store, as a second gunicorn worker is."""
     (tmp_path / "second").mkdir()
-    other = make_app(database_url, object_root, tmp_path / "second", PREDICTION_WRITE_BEHIND=True)
+    # Workers of one deployment share its secret key (each test app otherwise makes its own).
+    other = make_app(database_url, object_root, tmp_path / "second", PREDICTION_WRITE_BEHIND=True,
+                     SECRET_KEY=app.config["SECRET_KEY"])
     yield other
     with other.app_context():
         db.session.remove()
