@@ -12,7 +12,7 @@ import zipfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -345,8 +345,4 @@ def pixels_png(pixels: bytes) -> bytes:
 
 
 def _iso(moment: datetime | None) -> str:
-    if moment is None:
-        return ""
-    if moment.tzinfo is None:  # SQLite hands back naive datetimes; they were stored as UTC
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.isoformat()
+    return "" if moment is None else moment.isoformat()
