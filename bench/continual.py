@@ -3,7 +3,7 @@
     python bench/continual.py [--models instance/models] [--seeds 0 1 2 3 4]
 
 Starting from the base versions, each network is fine-tuned with training.finetune exactly
-as a training run does (training.finetune.FINE_TUNE_CONFIGS, no replay): on new canvas-like
+as a training run does (training.finetune.fine_tune_config with the deployment's settings, no replay): on new canvas-like
 drawings, on the same drawings with 30 % of the labels wrong, and on 1,000 more drawings
 against the clock.
 The drawings are re-rendered MNIST test digits passed through training.preprocess, the path
@@ -32,15 +32,21 @@ sys.path[:] = [str(BENCH.parent)] + [entry for entry in sys.path if Path(entry o
 
 from training import MODEL_NAMES, NUM_CLASSES  # noqa: E402
 from training.devset import VARIANTS, generate  # noqa: E402
-from training.finetune import (  # noqa: E402
-    FINE_TUNE_CONFIGS, MNIST_TOLERANCE, Samples, evaluate, fine_tune, gate,
-)
+from training.finetune import Samples, evaluate, fine_tune, fine_tune_config, gate  # noqa: E402
 from training.mnist import Mnist, load_mnist  # noqa: E402
 from training.preprocess import preprocess  # noqa: E402
 from training.train import accuracy, default_models_root  # noqa: E402
 from training.versions import load  # noqa: E402
 
 import keras  # noqa: E402  (after training.finetune, which quietens TensorFlow's logging)
+from webapp.config import from_environment  # noqa: E402
+
+# What a training run of this deployment uses (webapp/config.py owns the settings).
+SETTINGS = from_environment()
+MNIST_TOLERANCE = SETTINGS["MNIST_TOLERANCE"]
+FINE_TUNE_CONFIGS = {name: fine_tune_config(name, epochs=SETTINGS["FINETUNE_EPOCHS"],
+                                            mnist_minimum=SETTINGS["FINETUNE_MNIST_MINIMUM"])
+                     for name in MODEL_NAMES}
 
 TIME_LIMIT_SECONDS = 90.0  # issue #4: one run on 1,000 new drawings, both networks, 2 CPU cores
 CLEAN_ABOVE = 0.995  # issue #4: above this, holdout accuracy need only not fall
@@ -112,7 +118,8 @@ def run_seed(seed: int, *, args, mnist: Mnist, parents: dict, timed_run: bool) -
                                   seed=seed, config=FINE_TUNE_CONFIGS[name])
             row[kind] = evaluate(candidate, mnist=mnist, holdout=holdout)
             row[kind]["unseen"] = accuracy(candidate, mnist.x_test[unseen], mnist.y_test[unseen])
-            row[kind]["promote"], row[kind]["reason"] = gate(row["parent"], row[kind])
+            row[kind]["promote"], row[kind]["reason"] = gate(row["parent"], row[kind],
+                                                                mnist_tolerance=MNIST_TOLERANCE)
         results[name] = row
         print(f"  {name}: fine-tuned on the new drawings and on the poisoned ones", flush=True)
 

@@ -162,7 +162,7 @@ def register_error_handlers(app: Flask) -> None:
 
 
 def register_celery(app: Flask) -> None:
-    from webapp.queue import celery_init_app
+    from webapp.broker import celery_init_app
 
     celery_init_app(app)
 

@@ -20,7 +20,7 @@ from webapp.auth import admin_page
 from webapp.extensions import db, limiter
 from webapp.models import SOURCES, STATUSES, Drawing, Prediction, User
 from webapp.pages import local_path
-from webapp.retraining import live_run
+from webapp.runs import live_run
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 

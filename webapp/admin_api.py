@@ -9,8 +9,8 @@ from webapp.api import _json_body, _label, drawing_json, get_or_404
 from webapp.auth import admin_required
 from webapp.extensions import db
 from webapp.models import Drawing, TrainingRun
-from webapp.retraining import (ArtifactInvalid, QueueUnavailable, activate, confirm, maybe_trigger_automatically,
-                               reject, request_run, run_json)
+from webapp.curation import confirm, reject
+from webapp.runs import ArtifactInvalid, QueueUnavailable, activate, maybe_trigger_automatically, request_run, run_json
 from webapp.services import ServiceError
 
 bp = Blueprint("admin_api", __name__, url_prefix="/api/v1")
