@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from training import instance_path
+
 DEV_SECRET_KEY = "dev-only-inkling-secret"
 ENVIRONMENTS = ("development", "production")
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,7 +80,7 @@ def rate_limit_storage(environ) -> str:
 
 def from_environment(environ=os.environ) -> dict:
     """The app's settings as a dict for ``app.config.from_mapping``."""
-    instance = Path(environ.get("INKLING_INSTANCE_PATH", ROOT / "instance")).resolve()
+    instance = instance_path(environ)
     env = environ.get("INKLING_ENV", "development")
     secret = environ.get("SECRET_KEY") or DEV_SECRET_KEY
     if env not in ENVIRONMENTS:  # a typo such as "prod" must not quietly mean development
