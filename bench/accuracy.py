@@ -1,6 +1,6 @@
 """Accuracy of the served models: MNIST test split, and canvas-like drawings by variant.
 
-    python bench/accuracy.py [--models instance/models] [--per-variant 1000] [--seed 0]
+    python -m bench.accuracy [--models instance/models] [--per-variant 1000] [--seed 0]
 
 Everything goes through the serving path: the drawings through training.preprocess, the
 networks through their ONNX artifacts. Prints a table and the floors from issue #2.
@@ -9,22 +9,19 @@ networks through their ONNX artifacts. Prints a table and the floors from issue 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-# bench/http.py is named after the stdlib's http package; keep this folder off the import path.
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from training import MODEL_NAMES  # noqa: E402
-from training.devset import VARIANTS, generate  # noqa: E402
-from training.mnist import load_mnist  # noqa: E402
-from training.predictor import Predictor  # noqa: E402
-from training.preprocess import preprocess, to_model_input  # noqa: E402
-from training.versions import default_models_root  # noqa: E402
+from bench.harness import print_floors
+from training import MODEL_NAMES
+from training.devset import VARIANTS, generate
+from training.mnist import load_mnist
+from training.predictor import Predictor
+from training.preprocess import preprocess, to_model_input
+from training.versions import default_models_root
 
 FLOORS = {  # issue #2
     "mnist": {"cnn": 0.995, "fnn": 0.985},
@@ -73,8 +70,6 @@ def main() -> int:
     overall = batch_accuracy(predictor, pixels, labels)
     print(f"  {'all':<14}" + "".join(f"{overall[name]:>9.2%}" for name in MODEL_NAMES))
 
-    print("\nFloors (issue #2)")
-    failures = 0
     checks = [(f"MNIST {name} >= {floor:.1%}", mnist_accuracy[name] >= floor)
               for name, floor in FLOORS["mnist"].items()]
     checks += [(f"canvas {name} >= {floor:.1%}", overall[name] >= floor)
@@ -83,10 +78,7 @@ def main() -> int:
     floor = FLOORS["canvas_variant"]["cnn"]
     checks.append((f"every variant cnn >= {floor:.0%} (worst: {worst} {by_variant[worst]['cnn']:.2%})",
                    by_variant[worst]["cnn"] >= floor))
-    for label, passed in checks:
-        failures += not passed
-        print(f"  {'PASS' if passed else 'FAIL'}  {label}")
-    return 1 if failures else 0
+    return print_floors("Floors (issue #2)", checks)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Continual learning: fine-tuning on confirmed canvas drawings, a poisoned batch, and its cost.
 
-    python bench/continual.py [--models instance/models] [--seeds 0 1 2 3 4]
+    python -m bench.continual [--models instance/models] [--seeds 0 1 2 3 4]
 
 Starting from the base versions, each network is fine-tuned with training.finetune exactly
 as a training run does (training.finetune.fine_tune_config with the deployment's settings, no replay): on new canvas-like
@@ -19,27 +19,22 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-# bench/http.py would shadow the stdlib's http package, which TensorFlow imports: put the
-# repository on the import path in place of this folder.
-BENCH = Path(__file__).resolve().parent
-sys.path[:] = [str(BENCH.parent)] + [entry for entry in sys.path if Path(entry or ".").resolve() != BENCH]
+from bench.harness import print_floors
+from training import MODEL_NAMES, NUM_CLASSES
+from training.devset import VARIANTS, generate
+from training.finetune import Samples, evaluate, fine_tune, fine_tune_config, gate
+from training.mnist import Mnist, load_mnist
+from training.preprocess import preprocess
+from training.train import accuracy, default_models_root
+from training.versions import load
 
-from training import MODEL_NAMES, NUM_CLASSES  # noqa: E402
-from training.devset import VARIANTS, generate  # noqa: E402
-from training.finetune import Samples, evaluate, fine_tune, fine_tune_config, gate  # noqa: E402
-from training.mnist import Mnist, load_mnist  # noqa: E402
-from training.preprocess import preprocess  # noqa: E402
-from training.train import accuracy, default_models_root  # noqa: E402
-from training.versions import load  # noqa: E402
-
-import keras  # noqa: E402  (after training.finetune, which quietens TensorFlow's logging)
-from webapp.config import from_environment  # noqa: E402
+import keras  # after training.finetune, which quietens TensorFlow's logging
+from webapp.config import from_environment
 
 # What a training run of this deployment uses (webapp/config.py owns the settings).
 SETTINGS = from_environment()
@@ -242,13 +237,10 @@ def main() -> int:
         print(f"  {name:<6}{seconds[name]:6.1f} s  ({FINE_TUNE_CONFIGS[name].epochs} epochs)")
     print(f"  {'total':<6}{total:6.1f} s  (the floor is on the total: one run fine-tunes both networks)")
 
-    print("\nFloors (issue #4; every seed must pass on its own)")
     checks = [check for seed, run in runs.items() for check in floors(seed, run)]
     checks.append((f"one run on {first['timed']:,} new drawings, both networks <= {TIME_LIMIT_SECONDS:.0f} s "
                    f"({total:.1f} s)", total <= TIME_LIMIT_SECONDS))
-    for label, passed in checks:
-        print(f"  {'PASS' if passed else 'FAIL'}  {label}")
-    return 0 if all(passed for _, passed in checks) else 1
+    return print_floors("Floors (issue #4; every seed must pass on its own)", checks)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Hot swap under load: versions activated, rolled back, and a corrupt one refused, at 200 predictions a second.
 
-    python bench/hotswap.py [--rate 200] [--phase-seconds 10] [--workers 2]
+    python -m bench.hotswap [--rate 200] [--phase-seconds 10] [--workers 2]
 
 gunicorn as the Procfile runs it (gunicorn.conf.py, 2 gthread workers; SQLite and a local
 store as `make run`; MODEL_REFRESH_SECONDS=2) on a free loopback port, with the base
@@ -17,23 +17,16 @@ RATELIMIT_ENABLED=0: one loopback address stands in for many clients here.
 
 from __future__ import annotations
 
-import sys
+import argparse
+import json
+import secrets
+import tempfile
+import threading
+import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-# bench/http.py is named after the stdlib's http package; keep this folder off the import path.
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
-sys.path.insert(0, str(ROOT))
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import secrets  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-
-from bench.load import Gunicorn, OpenLoop, base_env, busy_note, drawings, flask, percentile, socket_owners  # noqa: E402
+from bench.harness import Gunicorn, flask, models_path, print_floors
+from bench.load import OpenLoop, base_env, busy_note, drawings, percentile, socket_owners
 
 REFRESH_SECONDS = 2.0
 
@@ -65,7 +58,7 @@ def main() -> int:
     parser.add_argument("--phase-seconds", type=float, default=10, help="time between admin actions")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--models", type=Path, default=Path(os.environ.get("INKLING_INSTANCE_PATH", ROOT / "instance")) / "models")
+    parser.add_argument("--models", type=Path, default=models_path())
     args = parser.parse_args()
     models = args.models.resolve()
     payloads = [json.dumps({"image": d.data_url}).encode() for d in drawings()]
@@ -109,7 +102,7 @@ def main() -> int:
                 while pending and time.perf_counter() - started >= pending[0][0]:
                     _, model, version, what = pending.pop(0)
                     sent = time.perf_counter()
-                    status, body = server.get(f"/api/v1/models/{model}/versions/{version}/activate",
+                    status, body = server.request(f"/api/v1/models/{model}/versions/{version}/activate",
                                               body=json.dumps({"reason": f"bench/hotswap.py: {what}"}).encode(),
                                               headers={"Authorization": f"Bearer {token}",
                                                        "Content-Type": "application/json"})
@@ -119,7 +112,7 @@ def main() -> int:
                 runner.join(timeout=0.2)
             health = {}
             for _ in range(50):  # each new connection goes to whichever worker takes it
-                answer = json.loads(server.get("/healthz")[1])
+                answer = json.loads(server.request("/healthz")[1])
                 health[answer["pid"]] = answer
                 if len(health) == len(pids):
                     break
@@ -220,10 +213,7 @@ def report(args, records, actions, owners, pids, client, health, same_workers, l
     checks.append(("after the rollback from the corrupt v3, /healthz reports no model problem on any worker",
                    len(warnings) == len(pids) and not any(warnings.values())))
     checks.append(("no worker restarted during the run", same_workers))
-    print(f"\nFloors (issue #7, hot swap under load); finished at {load_after}")
-    for label, passed in checks:
-        print(f"  {'PASS' if passed else 'FAIL'}  {label}")
-    return 0 if all(passed for _, passed in checks) else 1
+    return print_floors(f"Floors (issue #7, hot swap under load); finished at {load_after}", checks)
 
 
 if __name__ == "__main__":

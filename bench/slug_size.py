@@ -1,6 +1,6 @@
 """Slug size: requirements.txt installed into a fresh virtualenv, compressed as Heroku compresses it.
 
-    python bench/slug_size.py [--post-compile] [--venv /tmp/inkling-slug/venv --keep]
+    python -m bench.slug_size [--post-compile] [--venv /tmp/inkling-slug/venv --keep]
 
 Heroku refuses a slug over 500 MB (compressed); issue #6 keeps the installed requirements
 at 450 MB or less. This installs only requirements.txt (what the buildpack installs, with

@@ -150,7 +150,7 @@ def register_client_id(app: Flask) -> None:
                                 samesite="Lax", secure=app.config["SESSION_COOKIE_SECURE"])
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         if "started" in g:
-            # Server time, as browsers' devtools and bench/http.py read it.
+            # Server time, as browsers' devtools and bench/serving.py read it.
             response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - g.started) * 1000:.2f}"
         return response
 
