@@ -149,6 +149,10 @@ def main() -> int:
                     connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
                 engine.dispose()
 
+    return report(args, kind, fill_seconds, results)
+
+
+def report(args, kind: str, fill_seconds: float, results: dict) -> int:
     print(f"Dataset export of {args.rows:,} confirmed drawings ({kind}; filled in {fill_seconds:.1f} s), "
           "gunicorn gthread, 1 worker x 4 threads, 30 s timeout, on loopback")
     print(f"  worker RSS before the first export: {results['baseline']:.1f} MB")

@@ -29,8 +29,6 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="as gunicorn.conf.py")
     args = parser.parse_args()
 
-    import numpy as np
-
     from training.devset import generate
     from training.mnist import load_mnist
 
@@ -53,6 +51,12 @@ def main() -> int:
             serial = run(args.serial_requests, 1)
             loaded = run(args.requests, args.concurrency)
             worker_rss = [rss_mb(pid) for pid in server.workers()]
+
+    return report(args, serial, loaded, worker_rss)
+
+
+def report(args, serial: dict, loaded: dict, worker_rss: list[float]) -> int:
+    import numpy as np
 
     print(f"POST /api/v1/predictions against gunicorn ({args.workers} workers x {args.threads} threads, "
           "SQLite + local store, canvas-like drawings)")
