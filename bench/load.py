@@ -403,7 +403,11 @@ def main() -> int:
         tmp = Path(name)
         runs, soak = predictions_and_soak(args, tmp, args.models.resolve(), sample)
         contrib = contributions(args, tmp, args.models.resolve(), sample) if args.contrib_seconds > 0 else {}
+    print_summary(args, runs, soak, contrib)
+    return print_floors(f"Floors (issue #7); finished at {busy_note()}", floors(runs, soak, contrib))
 
+
+def print_summary(args, runs: list[dict], soak: dict, contrib: dict) -> None:
     print("\nSummary")
     print(f"  {'run':44} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'CPU-ms/req':>10} {'load1':>6}")
     for run in runs:
@@ -419,6 +423,8 @@ def main() -> int:
               f"{contrib['rate']:8.1f} {contrib['p50_ms']:8.2f} {contrib['p99_ms']:8.2f} {contrib['non_2xx']:8d} "
               f"{contrib['server_cpu_ms']:10.2f} {contrib['load']:6.2f}")
 
+
+def floors(runs: list[dict], soak: dict, contrib: dict) -> list[tuple[str, bool]]:
     checks = []
     for run in runs:
         checks.append((f"predictions at concurrency {run['concurrency']}: 0 non-2xx ({run['non_2xx']})", run["non_2xx"] == 0))
@@ -436,7 +442,7 @@ def main() -> int:
         checks.append((f"contributions: 0 orphans ({contrib['orphan_keys']} keys without a row, "
                        f"{contrib['rows_without_key']} rows without a key)",
                        contrib["orphan_keys"] == 0 and contrib["rows_without_key"] == 0))
-    return print_floors(f"Floors (issue #7); finished at {busy_note()}", checks)
+    return checks
 
 
 if __name__ == "__main__":
