@@ -81,28 +81,9 @@ def points(before: float, after: float) -> str:
 
 def run_seed(seed: int, *, args, mnist: Mnist, parents: dict, timed_run: bool) -> dict:
     """Everything for one seed: its drawings, the fine-tunes and their evaluation (and the clock)."""
-    # Disjoint sets of MNIST test digits: each drawing is made from a digit of its own set only.
-    order = np.random.default_rng(seed).permutation(len(mnist.x_test))
-    sizes = [args.new, args.holdout, args.timed]
-    pools = np.split(order[:sum(sizes)], np.cumsum(sizes)[:-1])
-    started = time.perf_counter()
-    new, new_digits = canvas_samples(mnist, pools[0], args.new, seed=seed)
-    holdout, holdout_digits = canvas_samples(mnist, pools[1], args.holdout, seed=seed + 1)
-    timed, timed_digits = canvas_samples(mnist, pools[2], args.timed, seed=seed + 2)
-    poisoned, wrong = poison(new, args.poisoned_fraction, seed=seed)
-    generated = time.perf_counter() - started
-    training_digits = set(new_digits.tolist()) | set(timed_digits.tolist())
-    assert not training_digits & set(holdout_digits.tolist()), "a held-out drawing shares a digit with training"
-    print(f"\n== seed {seed}: canvas-like drawings (all {len(VARIANTS)} variants, preprocessed as served; "
-          f"generated in {generated:.0f} s)")
-    print(f"  new confirmed   {len(new):>5,}  from {len(set(new_digits.tolist())):>5,} MNIST test digits")
-    print(f"  poisoned        {len(poisoned):>5,}  the same drawings, {wrong} labels ({wrong / len(new):.0%}) "
-          "set to label+1 mod 10")
-    print(f"  held out        {len(holdout):>5,}  from {len(set(holdout_digits.tolist())):>5,} other MNIST test digits "
-          "(no digit shared with any training drawing)")
-    print(f"  timed run       {len(timed):>5,}  from {len(set(timed_digits.tolist())):>5,} further MNIST test digits")
-
-    unseen = np.setdiff1d(np.arange(len(mnist.x_test)), new_digits)
+    drawings = seed_drawings(seed, args=args, mnist=mnist)
+    new, holdout, timed, poisoned, wrong = (drawings[key] for key in ("new", "holdout", "timed", "poisoned", "wrong"))
+    unseen = np.setdiff1d(np.arange(len(mnist.x_test)), drawings["new_digits"])
     results: dict[str, dict] = {}
     for name, stored in parents.items():
         model = keras.models.load_model(stored.keras_path)
@@ -128,14 +109,47 @@ def run_seed(seed: int, *, args, mnist: Mnist, parents: dict, timed_run: bool) -
             seconds[name] = time.perf_counter() - started
             results[name]["timed"] = evaluate(candidate, mnist=mnist, holdout=holdout)
 
-    print(f"\n  Accuracy: MNIST test ({len(mnist.x_test):,}), MNIST w/o the new drawings' digits ({len(unseen):,}), "
-          f"held-out canvas ({len(holdout):,})")
-    header = "".join(f"{name + ' MNIST':>12}{'MNIST w/o':>11}{'canvas':>9}" for name in MODEL_NAMES)
-    print(f"  {'':<30}{header}")
     rows = [("base", "parent"), (f"fine-tuned on {len(new):,}", "clean"),
             (f"poisoned {len(poisoned):,} ({wrong / len(new):.0%} wrong)", "poisoned")]
     if timed_run:
         rows.append((f"fine-tuned on {len(timed):,} (timed)", "timed"))
+    print(f"\n  Accuracy: MNIST test ({len(mnist.x_test):,}), MNIST w/o the new drawings' digits ({len(unseen):,}), "
+          f"held-out canvas ({len(holdout):,})")
+    print_accuracy_table(results, rows)
+    print_gate(results)
+    return {"results": results, "seconds": seconds, "holdout": len(holdout), "new": len(new),
+            "timed": len(timed)}
+
+
+def seed_drawings(seed: int, *, args, mnist: Mnist) -> dict:
+    """One seed's drawings: new, held out, timed, and the new ones poisoned."""
+    # Disjoint sets of MNIST test digits: each drawing is made from a digit of its own set only.
+    order = np.random.default_rng(seed).permutation(len(mnist.x_test))
+    sizes = [args.new, args.holdout, args.timed]
+    pools = np.split(order[:sum(sizes)], np.cumsum(sizes)[:-1])
+    started = time.perf_counter()
+    new, new_digits = canvas_samples(mnist, pools[0], args.new, seed=seed)
+    holdout, holdout_digits = canvas_samples(mnist, pools[1], args.holdout, seed=seed + 1)
+    timed, timed_digits = canvas_samples(mnist, pools[2], args.timed, seed=seed + 2)
+    poisoned, wrong = poison(new, args.poisoned_fraction, seed=seed)
+    generated = time.perf_counter() - started
+    training_digits = set(new_digits.tolist()) | set(timed_digits.tolist())
+    assert not training_digits & set(holdout_digits.tolist()), "a held-out drawing shares a digit with training"
+    print(f"\n== seed {seed}: canvas-like drawings (all {len(VARIANTS)} variants, preprocessed as served; "
+          f"generated in {generated:.0f} s)")
+    print(f"  new confirmed   {len(new):>5,}  from {len(set(new_digits.tolist())):>5,} MNIST test digits")
+    print(f"  poisoned        {len(poisoned):>5,}  the same drawings, {wrong} labels ({wrong / len(new):.0%}) "
+          "set to label+1 mod 10")
+    print(f"  held out        {len(holdout):>5,}  from {len(set(holdout_digits.tolist())):>5,} other MNIST test digits "
+          "(no digit shared with any training drawing)")
+    print(f"  timed run       {len(timed):>5,}  from {len(set(timed_digits.tolist())):>5,} further MNIST test digits")
+    return {"new": new, "new_digits": new_digits, "holdout": holdout, "timed": timed, "poisoned": poisoned,
+            "wrong": wrong}
+
+
+def print_accuracy_table(results: dict, rows: list[tuple[str, str]]) -> None:
+    header = "".join(f"{name + ' MNIST':>12}{'MNIST w/o':>11}{'canvas':>9}" for name in MODEL_NAMES)
+    print(f"  {'':<30}{header}")
     for label, kind in rows:
         line = f"  {label:<30}"
         change = f"  {'  change (points)':<30}"
@@ -151,14 +165,14 @@ def run_seed(seed: int, *, args, mnist: Mnist, parents: dict, timed_run: bool) -
         if kind != "parent":
             print(change)
 
+
+def print_gate(results: dict) -> None:
     print("\n  Gate (promote only if MNIST falls <= "
           f"{MNIST_TOLERANCE * 100:.1f} points and the holdout does not fall)")
     for kind in ("clean", "poisoned"):
         for name in MODEL_NAMES:
             after = results[name][kind]
             print(f"    {kind:<9}{name}: {'PROMOTE' if after['promote'] else 'REJECT '}  {after['reason']}")
-    return {"results": results, "seconds": seconds, "holdout": len(holdout), "new": len(new),
-            "timed": len(timed)}
 
 
 def floors(seed: int, run: dict) -> list[tuple[str, bool]]:
@@ -184,6 +198,20 @@ def floors(seed: int, run: dict) -> list[tuple[str, bool]]:
         checks.append((f"seed {seed} {name}: a harmful poisoned batch is not promoted ({outcome})",
                        not (after["promote"] and harmful)))
     return checks
+
+
+def print_changes(runs: dict, args) -> None:
+    """Each network's change in accuracy per seed, and its mean."""
+    print(f"\nChange after fine-tuning on {args.new:,} drawings, per seed and mean (points; held-out canvas "
+          f"{args.holdout:,} drawings per seed)")
+    for name in MODEL_NAMES:
+        for metric, label in (("mnist_test_accuracy", "MNIST test"), ("holdout_accuracy", "canvas")):
+            changes = [(run["results"][name]["clean"][metric] - run["results"][name]["parent"][metric]) * 100
+                       for run in runs.values()]
+            per_seed = "  ".join(f"{change:+.2f}" for change in changes)
+            rose = sum(change > 0 for change in changes)
+            print(f"  {name} {label:<11} {per_seed}   mean {np.mean(changes):+.3f}, "
+                  f"up on {rose} of {len(changes)} seeds")
 
 
 def main() -> int:
@@ -217,16 +245,7 @@ def main() -> int:
             for index, seed in enumerate(args.seeds)}
 
     if len(runs) > 1:
-        print(f"\nChange after fine-tuning on {args.new:,} drawings, per seed and mean (points; held-out canvas "
-              f"{args.holdout:,} drawings per seed)")
-        for name in MODEL_NAMES:
-            for metric, label in (("mnist_test_accuracy", "MNIST test"), ("holdout_accuracy", "canvas")):
-                changes = [(run["results"][name]["clean"][metric] - run["results"][name]["parent"][metric]) * 100
-                           for run in runs.values()]
-                per_seed = "  ".join(f"{change:+.2f}" for change in changes)
-                rose = sum(change > 0 for change in changes)
-                print(f"  {name} {label:<11} {per_seed}   mean {np.mean(changes):+.3f}, "
-                      f"up on {rose} of {len(changes)} seeds")
+        print_changes(runs, args)
 
     first = runs[args.seeds[0]]
     seconds = first["seconds"]
