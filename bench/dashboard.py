@@ -25,6 +25,25 @@ from bench.harness import print_floors
 FLOOR_MS = 300.0
 
 
+def runs_and_versions(rng: random.Random, now: datetime, versions: int) -> tuple[list[dict], list[dict]]:
+    """Training runs, and ``versions`` model versions (half each network), one a day."""
+    runs = [{"id": str(uuid.uuid4()), "status": rng.choice(["succeeded", "rejected", "failed"]), "trigger": "auto",
+             "progress": {"percent": 100}, "result": {}, "attempts": 1,
+             "created_at": now - timedelta(days=60 - i)} for i in range(versions // 2)]
+    rows = []
+    for name in ("fnn", "cnn"):
+        for version in range(1, versions // 2 + 1):
+            rows.append({"name": name, "version": version, "parent_version": version - 1 or None,
+                         "status": "active" if version == versions // 2 else rng.choice(["retired", "rejected"]),
+                         "object_prefix": f"models/{name}/v{version}/", "onnx_sha256": "0" * 64,
+                         "metrics": {"mnist_test_accuracy": 0.99 + rng.random() / 200,
+                                     "holdout_accuracy": 0.97 + rng.random() / 50, "holdout_size": 2000},
+                         "manifest": {}, "samples_used": rng.randint(100, 5000),
+                         "training_run_id": runs[version - 1]["id"] if version > 1 else None,
+                         "created_at": now - timedelta(days=60 - version), "status_reason": "bench"})
+    return runs, rows
+
+
 def fill(app, *, drawings: int, versions: int, seed: int) -> None:
     from sqlalchemy import insert, text
 
@@ -36,21 +55,8 @@ def fill(app, *, drawings: int, versions: int, seed: int) -> None:
     with app.app_context():
         for table in ("ratings", "predictions", "drawings", "model_versions", "training_runs", "api_tokens", "users"):
             db.session.execute(text(f"DELETE FROM {table}"))
-        runs = [{"id": str(uuid.uuid4()), "status": rng.choice(["succeeded", "rejected", "failed"]), "trigger": "auto",
-                 "progress": {"percent": 100}, "result": {}, "attempts": 1,
-                 "created_at": now - timedelta(days=60 - i)} for i in range(versions // 2)]
+        runs, rows = runs_and_versions(rng, now, versions)
         db.session.execute(insert(TrainingRun), runs)
-        rows = []
-        for name in ("fnn", "cnn"):
-            for version in range(1, versions // 2 + 1):
-                rows.append({"name": name, "version": version, "parent_version": version - 1 or None,
-                             "status": "active" if version == versions // 2 else rng.choice(["retired", "rejected"]),
-                             "object_prefix": f"models/{name}/v{version}/", "onnx_sha256": "0" * 64,
-                             "metrics": {"mnist_test_accuracy": 0.99 + rng.random() / 200,
-                                         "holdout_accuracy": 0.97 + rng.random() / 50, "holdout_size": 2000},
-                             "manifest": {}, "samples_used": rng.randint(100, 5000),
-                             "training_run_id": runs[version - 1]["id"] if version > 1 else None,
-                             "created_at": now - timedelta(days=60 - version), "status_reason": "bench"})
         db.session.execute(insert(ModelVersion), rows)
         batch = 5000
         for start in range(0, drawings, batch):
