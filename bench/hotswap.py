@@ -86,7 +86,6 @@ def main() -> int:
               f"MODEL_REFRESH_SECONDS={REFRESH_SECONDS:g}, RATELIMIT_ENABLED=0); {busy_note()}", flush=True)
 
         records: list[dict] = []
-        actions: list[dict] = []
         owners: dict[int, int] = {}
         with Gunicorn(env, tmp / "gunicorn.log") as server:
             pids = server.workers()
@@ -95,48 +94,52 @@ def main() -> int:
             print(f"  connections per worker: {client.open(pids)}", flush=True)
             runner = threading.Thread(target=client.run)
             runner.start()
-            started = time.perf_counter()
-            pending = list(plan)
-            while runner.is_alive():
-                owners.update(socket_owners(server.port, pids))
-                while pending and time.perf_counter() - started >= pending[0][0]:
-                    _, model, version, what = pending.pop(0)
-                    sent = time.perf_counter()
-                    status, body = server.request(f"/api/v1/models/{model}/versions/{version}/activate",
-                                              body=json.dumps({"reason": f"bench/hotswap.py: {what}"}).encode(),
-                                              headers={"Authorization": f"Bearer {token}",
-                                                       "Content-Type": "application/json"})
-                    actions.append({"model": model, "version": version, "what": what, "status": status,
-                                    "at": time.perf_counter(), "took_ms": (time.perf_counter() - sent) * 1000})
-                    print(f"  t={time.perf_counter() - started:5.1f} s  {model} {what}: {status}", flush=True)
-                runner.join(timeout=0.2)
-            health = {}
-            for _ in range(50):  # each new connection goes to whichever worker takes it
-                answer = json.loads(server.request("/healthz")[1])
-                health[answer["pid"]] = answer
-                if len(health) == len(pids):
-                    break
-            health = list(health.values())
+            actions = act_while_loaded(server, runner, plan, token=token, owners=owners, pids=pids)
+            health = worker_health(server, pids)
             same_workers = server.workers() == pids
         load_after = busy_note()
 
     return report(args, records, actions, owners, pids, client, health, same_workers, load_after)
 
 
+def act_while_loaded(server, runner: threading.Thread, plan: list[tuple], *, token: str, owners: dict,
+                     pids: list[int]) -> list[dict]:
+    """Make the admin's activations on schedule while the load runs; note which worker owns each connection."""
+    actions = []
+    started = time.perf_counter()
+    pending = list(plan)
+    while runner.is_alive():
+        owners.update(socket_owners(server.port, pids))
+        while pending and time.perf_counter() - started >= pending[0][0]:
+            _, model, version, what = pending.pop(0)
+            sent = time.perf_counter()
+            status, body = server.request(f"/api/v1/models/{model}/versions/{version}/activate",
+                                          body=json.dumps({"reason": f"bench/hotswap.py: {what}"}).encode(),
+                                          headers={"Authorization": f"Bearer {token}",
+                                                   "Content-Type": "application/json"})
+            actions.append({"model": model, "version": version, "what": what, "status": status,
+                            "at": time.perf_counter(), "took_ms": (time.perf_counter() - sent) * 1000})
+            print(f"  t={time.perf_counter() - started:5.1f} s  {model} {what}: {status}", flush=True)
+        runner.join(timeout=0.2)
+    return actions
+
+
+def worker_health(server, pids: list[int]) -> list[dict]:
+    """/healthz from every worker."""
+    health = {}
+    for _ in range(50):  # each new connection goes to whichever worker takes it
+        answer = json.loads(server.request("/healthz")[1])
+        health[answer["pid"]] = answer
+        if len(health) == len(pids):
+            break
+    return list(health.values())
+
+
 def report(args, records, actions, owners, pids, client, health, same_workers, load_after) -> int:
     ok = [r for r in records if r["status"] == 200]
     errors = len(records) - len(ok)
     names = {pid: f"worker {index + 1} (pid {pid})" for index, pid in enumerate(pids)}
-    by_worker: dict[int, list[dict]] = {pid: [] for pid in pids}
-    unplaced = 0
-    for record in ok:
-        pid = owners.get(record["local_port"])
-        if pid in by_worker:
-            by_worker[pid].append(record)
-        else:
-            unplaced += 1
-    for rows in by_worker.values():
-        rows.sort(key=lambda r: r["done"])
+    by_worker, unplaced = place_answers(ok, owners, pids)
 
     print(f"\n{len(records)} predictions in {client.elapsed:.1f} s ({len(records) / client.elapsed:.1f}/s): "
           f"statuses {client.statuses}; latency from when due p50 {percentile(client.latencies_ms, 50):.1f} ms, "
@@ -149,6 +152,42 @@ def report(args, records, actions, owners, pids, client, health, same_workers, l
     checks = [(f"0 errors ({errors} of {len(records)})", errors == 0 and len(records) > 0),
               (f"the server kept up with {args.rate:.0f} req/s ({achieved:.1f}/s; p99 {percentile(client.latencies_ms, 99):.0f} ms "
                f"from when due)", achieved >= 0.95 * args.rate and percentile(client.latencies_ms, 99) <= 1000)]
+    checks.append(("every answer names the old or the new version (1 or 2), never the corrupt 3",
+                   only_good_versions(ok)))
+
+    worst = switch_over(actions, by_worker, names, checks)
+    if len(actions) != 6:
+        checks.append((f"all 6 admin actions made ({len(actions)})", False))
+    for pid, rows in by_worker.items():
+        if not rows:
+            checks.append((f"{names[pid]} answered some predictions", False))
+    checks.append((f"every worker picks up a new active version within MODEL_REFRESH_SECONDS + 1 s "
+                   f"(worst {worst:.2f} s)", worst <= REFRESH_SECONDS + 1))
+    warnings = {h["pid"]: h["checks"]["models"].get("warning") or h["checks"]["models"].get("error") for h in health}
+    print(f"\n/healthz afterwards, models: { {pid: (w or 'ok') for pid, w in warnings.items()} }")
+    checks.append(("after the rollback from the corrupt v3, /healthz reports no model problem on any worker",
+                   len(warnings) == len(pids) and not any(warnings.values())))
+    checks.append(("no worker restarted during the run", same_workers))
+    return print_floors(f"Floors (issue #7, hot swap under load); finished at {load_after}", checks)
+
+
+def place_answers(ok: list[dict], owners: dict, pids: list[int]) -> tuple[dict[int, list[dict]], int]:
+    """The answers each worker gave (by the connection's owner), in order; and how many could not be placed."""
+    by_worker: dict[int, list[dict]] = {pid: [] for pid in pids}
+    unplaced = 0
+    for record in ok:
+        pid = owners.get(record["local_port"])
+        if pid in by_worker:
+            by_worker[pid].append(record)
+        else:
+            unplaced += 1
+    for rows in by_worker.values():
+        rows.sort(key=lambda r: r["done"])
+    return by_worker, unplaced
+
+
+def only_good_versions(ok: list[dict]) -> bool:
+    """Print how many answers named each version; True if none named one but 1 or 2."""
     allowed_ok, named = True, {"fnn": {}, "cnn": {}}
     for record in ok:
         for model in ("fnn", "cnn"):
@@ -158,8 +197,11 @@ def report(args, records, actions, owners, pids, client, health, same_workers, l
         stray = {v: n for v, n in named[model].items() if v not in (1, 2)}
         allowed_ok &= not stray
         print(f"  {model}: answers naming each version {dict(sorted(named[model].items()))}")
-    checks.append(("every answer names the old or the new version (1 or 2), never the corrupt 3", allowed_ok))
+    return allowed_ok
 
+
+def switch_over(actions: list[dict], by_worker: dict, names: dict, checks: list) -> float:
+    """Print how long each worker took to serve each newly active version; the worst, in seconds."""
     print(f"\nSwitch-over: from the activation's response to each worker's first answer naming the new version "
           f"(refresh every {REFRESH_SECONDS:g} s); 'late old' = answers naming the old version due after that")
     current = {"fnn": 1, "cnn": 1}
@@ -201,19 +243,7 @@ def report(args, records, actions, owners, pids, client, health, same_workers, l
                 checks.append((f"{names[pid]}: {model} v{version} stays once switched ({late} late old answers)", False))
         current[model] = version
         print(line)
-    if len(actions) != 6:
-        checks.append((f"all 6 admin actions made ({len(actions)})", False))
-    for pid, rows in by_worker.items():
-        if not rows:
-            checks.append((f"{names[pid]} answered some predictions", False))
-    checks.append((f"every worker picks up a new active version within MODEL_REFRESH_SECONDS + 1 s "
-                   f"(worst {worst:.2f} s)", worst <= REFRESH_SECONDS + 1))
-    warnings = {h["pid"]: h["checks"]["models"].get("warning") or h["checks"]["models"].get("error") for h in health}
-    print(f"\n/healthz afterwards, models: { {pid: (w or 'ok') for pid, w in warnings.items()} }")
-    checks.append(("after the rollback from the corrupt v3, /healthz reports no model problem on any worker",
-                   len(warnings) == len(pids) and not any(warnings.values())))
-    checks.append(("no worker restarted during the run", same_workers))
-    return print_floors(f"Floors (issue #7, hot swap under load); finished at {load_after}", checks)
+    return worst
 
 
 if __name__ == "__main__":
