@@ -34,7 +34,7 @@ setup: models
 # The web server and a Celery worker, with embedded defaults (SQLite, local storage and a
 # SQLite broker) unless DATABASE_URL, S3_BUCKET or REDIS_URL say otherwise. Ctrl-C stops both.
 run: setup
-	@$(BIN)/celery -A workers.celery_app worker --loglevel=INFO --concurrency=1 --pool=solo & worker=$$!; \
+	@$(BIN)/celery -A workers.celery_app worker --loglevel=INFO --pool=solo & worker=$$!; \
 	trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
 	echo "Inkling on http://$(HOST):$(PORT)/"; \
 	$(BIN)/gunicorn --config gunicorn.conf.py --bind $(HOST):$(PORT) "webapp:create_app()"
@@ -46,33 +46,33 @@ bench: bench-accuracy bench-latency bench-http bench-continual
 
 # MODELS=<folder> measures another models folder (a candidate's) instead of instance/models.
 bench-accuracy: models
-	$(BIN)/python bench/accuracy.py $(if $(MODELS),--models $(MODELS))
+	$(BIN)/python -m bench.accuracy $(if $(MODELS),--models $(MODELS))
 
 # The writers benchmark alone: per writer and network (needs the font packages .ci/run installs).
 bench-writers: models
-	$(BIN)/python bench/writers.py $(if $(MODELS),--models $(MODELS))
+	$(BIN)/python -m bench.writers $(if $(MODELS),--models $(MODELS))
 
 bench-latency: models
-	$(BIN)/python bench/latency.py
+	$(BIN)/python -m bench.latency
 
 bench-http: models
-	$(BIN)/python bench/http.py
+	$(BIN)/python -m bench.serving
 
 bench-continual: models
-	$(BIN)/python bench/continual.py
+	$(BIN)/python -m bench.continual
 
 # Needs MNIST only (its digits are the drawings); `--database-url` runs it on PostgreSQL.
 bench-export: data
-	$(BIN)/python bench/export.py
+	$(BIN)/python -m bench.export
 
 # Predictions at concurrency 1, 8 and 32 (wrk), contributions on PostgreSQL + moto S3, and a
 # 10-minute soak at half the peak rate; needs wrk (apt-get install wrk) and PostgreSQL.
 bench-load: models
-	$(BIN)/python bench/load.py
+	$(BIN)/python -m bench.load
 
 # 200 predictions/s while versions are activated, rolled back, and a corrupt one refused.
 bench-hotswap: models
-	$(BIN)/python bench/hotswap.py
+	$(BIN)/python -m bench.hotswap
 
 # The interface's messages from webapp/ into messages.pot, merged into the ja, zh and ru catalogs; new or
 # changed entries then need translating in webapp/translations/<lang>/LC_MESSAGES/messages.po.
@@ -95,4 +95,4 @@ prod-smoke: data
 
 # requirements.txt in a fresh virtualenv, after bin/post_compile, compressed (Heroku's slug limit).
 slug-size: install
-	$(BIN)/python bench/slug_size.py --post-compile
+	$(BIN)/python -m bench.slug_size --post-compile

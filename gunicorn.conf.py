@@ -10,17 +10,16 @@ import os
 # dyno takes two.
 bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", 2))
-# Threads overlap the waits on S3 and PostgreSQL. A prediction is ~5 CPU-ms under one GIL, so
-# threads beyond two only share a core more finely: at concurrency 8, four threads a worker
-# gave p99 48-53 ms, two gave 39-41 ms at the same throughput (bench/load.py); further
-# requests wait in the listen queue, first come first served.
+# Threads overlap the waits on S3 and PostgreSQL. A prediction is CPU work under one GIL, so
+# threads beyond two only share a core more finely and lengthen the tail (README, Performance);
+# further requests wait in the listen queue, first come first served.
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", 2))
-# A worker takes a connection only when it has a thread free, and closes it after the response.
-# Kept-alive connections stay with the worker that accepted them, and one worker routinely held
-# 7 of 8 (its GIL then capped it at one core while the other idled): 190 req/s instead of 330.
-# A fresh connection goes to whichever worker is free. Heroku's router keeps the clients'
-# connections alive on its side, so clients lose nothing.
+# A worker takes a connection only when it has a thread free, and closes it after the response:
+# kept-alive connections stay with the worker that accepted them, so one worker ends up holding
+# most of them (capped at one core by its GIL) while the other idles. A fresh connection goes
+# to whichever worker is free. Heroku's router keeps the clients' connections alive on its
+# side, so clients lose nothing.
 worker_connections = threads
 keepalive = 0
 # Heroku's router drops a request after 30 s, so a worker stuck longer is of no use to anyone;
@@ -57,8 +56,8 @@ if os.environ.get("INKLING_ENV") == "production" or os.environ.get("LOG_FORMAT")
 
 def post_fork(server, worker) -> None:
     # The worker's main thread accepts connections and hands them to the threads, and needs the
-    # GIL for it; at the default 5 ms switch interval it waited behind a running request while a
-    # thread sat idle (319 req/s at concurrency 8 against 355 at 0.5 ms, bench/load.py).
+    # GIL for it; at the default 5 ms switch interval it waits behind a running request while a
+    # thread sits idle.
     import sys
 
     sys.setswitchinterval(0.0005)
@@ -79,8 +78,8 @@ def post_worker_init(worker) -> None:
         worker.log.info("worker %s: models loaded %s", worker.pid, versions)
     except Exception as exc:  # readiness (/healthz) reports it; requests retry the load
         worker.log.warning("worker %s: models not loaded yet: %s", worker.pid, exc)
-    # The ~110,000 objects of the loaded app live as long as the worker: out of the collector's
-    # sight, a full collection takes ~0 ms instead of ~30 ms with every request of the worker waiting.
+    # The loaded app's objects live as long as the worker: out of the collector's sight, a full
+    # collection no longer walks them while every request of the worker waits.
     import gc
 
     gc.freeze()

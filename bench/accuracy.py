@@ -1,6 +1,6 @@
 """Accuracy of the served models: MNIST test split, canvas-like drawings, and the writers benchmark.
 
-    python bench/accuracy.py [--models instance/models] [--per-variant 1000] [--seed 0]
+    python -m bench.accuracy [--models instance/models] [--per-variant 1000] [--seed 0]
                              [--clean 20] [--messy 2]
 
 ``--models`` (or INKLING_INSTANCE_PATH) points it at any models folder, a candidate's included.
@@ -12,24 +12,20 @@ networks through their ONNX artifacts. Prints the tables and the floors, PASS or
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-# bench/http.py is named after the stdlib's http package; keep this folder off the import path.
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from training import MODEL_NAMES  # noqa: E402
-from training.devset import VARIANTS, generate  # noqa: E402
-from training.mnist import load_mnist  # noqa: E402
-from training.predictor import Predictor  # noqa: E402
-from training.preprocess import preprocess  # noqa: E402
-from training.scoring import score  # noqa: E402
-from training.versions import default_models_root  # noqa: E402
+from bench import writers as writers_bench
+from bench.harness import print_floors
+from training import MODEL_NAMES
+from training.devset import VARIANTS, generate
+from training.mnist import load_mnist
+from training.predictor import Predictor
+from training.preprocess import preprocess
+from training.scoring import score
+from training.versions import default_models_root
 
 FLOORS = {
     "mnist": {"cnn": 0.995, "fnn": 0.985},
@@ -41,16 +37,7 @@ FLOORS = {
 }
 
 
-def _writers_bench():
-    # Loaded by path: this folder is kept off sys.path (see above).
-    spec = importlib.util.spec_from_file_location("bench_writers", Path(__file__).with_name("writers.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def main() -> int:
-    writers_bench = _writers_bench()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     writers_bench.add_arguments(parser)
     parser.add_argument("--per-variant", type=int, default=1000)
@@ -106,12 +93,7 @@ def main() -> int:
         by_writer = writer_scores[name].select(clean).by(data.writers[clean])
         worst = min(by_writer, key=by_writer.get)
         checks.append((f"every writer clean {name} >= {floor:.1%} (worst: {worst})", by_writer[worst], floor))
-    failures = 0
-    for label, measured, floor in checks:
-        passed = measured >= floor
-        failures += not passed
-        print(f"  {'PASS' if passed else 'FAIL'}  {label}: {measured:.2%}")
-    return 1 if failures else 0
+    return print_floors("Floors", [(f"{label}: {measured:.2%}", measured >= floor) for label, measured, floor in checks])
 
 
 if __name__ == "__main__":

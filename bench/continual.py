@@ -1,9 +1,9 @@
 """Continual learning: fine-tuning on confirmed canvas drawings, a poisoned batch, and its cost.
 
-    python bench/continual.py [--models instance/models] [--seeds 0 1 2 3 4]
+    python -m bench.continual [--models instance/models] [--seeds 0 1 2 3 4]
 
 Starting from the base versions, each network is fine-tuned with training.finetune exactly
-as a training run does (training.finetune.FINE_TUNE_CONFIGS, no replay): on new canvas-like
+as a training run does (training.finetune.fine_tune_config with the deployment's settings, no replay): on new canvas-like
 drawings, on the same drawings with 30 % of the labels wrong, and on 1,000 more drawings
 against the clock.
 The drawings are re-rendered MNIST test digits passed through training.preprocess, the path
@@ -19,28 +19,29 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-# bench/http.py would shadow the stdlib's http package, which TensorFlow imports: put the
-# repository on the import path in place of this folder.
-BENCH = Path(__file__).resolve().parent
-sys.path[:] = [str(BENCH.parent)] + [entry for entry in sys.path if Path(entry or ".").resolve() != BENCH]
+from bench.harness import print_floors
+from training import MODEL_NAMES, NUM_CLASSES
+from training.devset import VARIANTS, generate
+from training.finetune import Samples, evaluate, fine_tune, fine_tune_config, gate
+from training.mnist import Mnist, load_mnist
+from training.preprocess import preprocess
+from training.train import accuracy, default_models_root
+from training.versions import load
 
-from training import MODEL_NAMES, NUM_CLASSES  # noqa: E402
-from training.devset import VARIANTS, generate  # noqa: E402
-from training.finetune import (  # noqa: E402
-    FINE_TUNE_CONFIGS, MNIST_TOLERANCE, Samples, evaluate, fine_tune, gate,
-)
-from training.mnist import Mnist, load_mnist  # noqa: E402
-from training.preprocess import preprocess  # noqa: E402
-from training.train import accuracy, default_models_root  # noqa: E402
-from training.versions import load  # noqa: E402
+import keras  # after training.finetune, which quietens TensorFlow's logging
+from webapp.config import from_environment
 
-import keras  # noqa: E402  (after training.finetune, which quietens TensorFlow's logging)
+# What a training run of this deployment uses (webapp/config.py owns the settings).
+SETTINGS = from_environment()
+MNIST_TOLERANCE = SETTINGS["MNIST_TOLERANCE"]
+FINE_TUNE_CONFIGS = {name: fine_tune_config(name, epochs=SETTINGS["FINETUNE_EPOCHS"],
+                                            mnist_minimum=SETTINGS["FINETUNE_MNIST_MINIMUM"])
+                     for name in MODEL_NAMES}
 
 TIME_LIMIT_SECONDS = 90.0  # issue #4: one run on 1,000 new drawings, both networks, 2 CPU cores
 CLEAN_ABOVE = 0.995  # issue #4: above this, holdout accuracy need only not fall
@@ -80,6 +81,48 @@ def points(before: float, after: float) -> str:
 
 def run_seed(seed: int, *, args, mnist: Mnist, parents: dict, timed_run: bool) -> dict:
     """Everything for one seed: its drawings, the fine-tunes and their evaluation (and the clock)."""
+    drawings = seed_drawings(seed, args=args, mnist=mnist)
+    new, holdout, timed, poisoned, wrong = (drawings[key] for key in ("new", "holdout", "timed", "poisoned", "wrong"))
+    unseen = np.setdiff1d(np.arange(len(mnist.x_test)), drawings["new_digits"])
+    results: dict[str, dict] = {}
+    for name, stored in parents.items():
+        model = keras.models.load_model(stored.keras_path)
+        row = {"parent": evaluate(model, mnist=mnist, holdout=holdout)}
+        row["parent"]["unseen"] = accuracy(model, mnist.x_test[unseen], mnist.y_test[unseen])
+        for kind, samples in (("clean", new), ("poisoned", poisoned)):
+            candidate = fine_tune(stored.keras_path, name=name, new=samples, replay=Samples.empty(), mnist=mnist,
+                                  seed=seed, config=FINE_TUNE_CONFIGS[name])
+            row[kind] = evaluate(candidate, mnist=mnist, holdout=holdout)
+            row[kind]["unseen"] = accuracy(candidate, mnist.x_test[unseen], mnist.y_test[unseen])
+            row[kind]["promote"], row[kind]["reason"] = gate(row["parent"], row[kind],
+                                                                mnist_tolerance=MNIST_TOLERANCE)
+        results[name] = row
+        print(f"  {name}: fine-tuned on the new drawings and on the poisoned ones", flush=True)
+
+    seconds: dict[str, float] = {}
+    if timed_run:
+        # The timed run: model loading and training, as a run does them; the drawings are ready.
+        for name, stored in parents.items():
+            started = time.perf_counter()
+            candidate = fine_tune(stored.keras_path, name=name, new=timed, replay=Samples.empty(), mnist=mnist,
+                                  seed=seed, config=FINE_TUNE_CONFIGS[name])
+            seconds[name] = time.perf_counter() - started
+            results[name]["timed"] = evaluate(candidate, mnist=mnist, holdout=holdout)
+
+    rows = [("base", "parent"), (f"fine-tuned on {len(new):,}", "clean"),
+            (f"poisoned {len(poisoned):,} ({wrong / len(new):.0%} wrong)", "poisoned")]
+    if timed_run:
+        rows.append((f"fine-tuned on {len(timed):,} (timed)", "timed"))
+    print(f"\n  Accuracy: MNIST test ({len(mnist.x_test):,}), MNIST w/o the new drawings' digits ({len(unseen):,}), "
+          f"held-out canvas ({len(holdout):,})")
+    print_accuracy_table(results, rows)
+    print_gate(results)
+    return {"results": results, "seconds": seconds, "holdout": len(holdout), "new": len(new),
+            "timed": len(timed)}
+
+
+def seed_drawings(seed: int, *, args, mnist: Mnist) -> dict:
+    """One seed's drawings: new, held out, timed, and the new ones poisoned."""
     # Disjoint sets of MNIST test digits: each drawing is made from a digit of its own set only.
     order = np.random.default_rng(seed).permutation(len(mnist.x_test))
     sizes = [args.new, args.holdout, args.timed]
@@ -100,40 +143,13 @@ def run_seed(seed: int, *, args, mnist: Mnist, parents: dict, timed_run: bool) -
     print(f"  held out        {len(holdout):>5,}  from {len(set(holdout_digits.tolist())):>5,} other MNIST test digits "
           "(no digit shared with any training drawing)")
     print(f"  timed run       {len(timed):>5,}  from {len(set(timed_digits.tolist())):>5,} further MNIST test digits")
+    return {"new": new, "new_digits": new_digits, "holdout": holdout, "timed": timed, "poisoned": poisoned,
+            "wrong": wrong}
 
-    unseen = np.setdiff1d(np.arange(len(mnist.x_test)), new_digits)
-    results: dict[str, dict] = {}
-    for name, stored in parents.items():
-        model = keras.models.load_model(stored.keras_path)
-        row = {"parent": evaluate(model, mnist=mnist, holdout=holdout)}
-        row["parent"]["unseen"] = accuracy(model, mnist.x_test[unseen], mnist.y_test[unseen])
-        for kind, samples in (("clean", new), ("poisoned", poisoned)):
-            candidate = fine_tune(stored.keras_path, name=name, new=samples, replay=Samples.empty(), mnist=mnist,
-                                  seed=seed, config=FINE_TUNE_CONFIGS[name])
-            row[kind] = evaluate(candidate, mnist=mnist, holdout=holdout)
-            row[kind]["unseen"] = accuracy(candidate, mnist.x_test[unseen], mnist.y_test[unseen])
-            row[kind]["promote"], row[kind]["reason"] = gate(row["parent"], row[kind])
-        results[name] = row
-        print(f"  {name}: fine-tuned on the new drawings and on the poisoned ones", flush=True)
 
-    seconds: dict[str, float] = {}
-    if timed_run:
-        # The timed run: model loading and training, as a run does them; the drawings are ready.
-        for name, stored in parents.items():
-            started = time.perf_counter()
-            candidate = fine_tune(stored.keras_path, name=name, new=timed, replay=Samples.empty(), mnist=mnist,
-                                  seed=seed, config=FINE_TUNE_CONFIGS[name])
-            seconds[name] = time.perf_counter() - started
-            results[name]["timed"] = evaluate(candidate, mnist=mnist, holdout=holdout)
-
-    print(f"\n  Accuracy: MNIST test ({len(mnist.x_test):,}), MNIST w/o the new drawings' digits ({len(unseen):,}), "
-          f"held-out canvas ({len(holdout):,})")
+def print_accuracy_table(results: dict, rows: list[tuple[str, str]]) -> None:
     header = "".join(f"{name + ' MNIST':>12}{'MNIST w/o':>11}{'canvas':>9}" for name in MODEL_NAMES)
     print(f"  {'':<30}{header}")
-    rows = [("base", "parent"), (f"fine-tuned on {len(new):,}", "clean"),
-            (f"poisoned {len(poisoned):,} ({wrong / len(new):.0%} wrong)", "poisoned")]
-    if timed_run:
-        rows.append((f"fine-tuned on {len(timed):,} (timed)", "timed"))
     for label, kind in rows:
         line = f"  {label:<30}"
         change = f"  {'  change (points)':<30}"
@@ -149,14 +165,14 @@ def run_seed(seed: int, *, args, mnist: Mnist, parents: dict, timed_run: bool) -
         if kind != "parent":
             print(change)
 
+
+def print_gate(results: dict) -> None:
     print("\n  Gate (promote only if MNIST falls <= "
           f"{MNIST_TOLERANCE * 100:.1f} points and the holdout does not fall)")
     for kind in ("clean", "poisoned"):
         for name in MODEL_NAMES:
             after = results[name][kind]
             print(f"    {kind:<9}{name}: {'PROMOTE' if after['promote'] else 'REJECT '}  {after['reason']}")
-    return {"results": results, "seconds": seconds, "holdout": len(holdout), "new": len(new),
-            "timed": len(timed)}
 
 
 def floors(seed: int, run: dict) -> list[tuple[str, bool]]:
@@ -182,6 +198,20 @@ def floors(seed: int, run: dict) -> list[tuple[str, bool]]:
         checks.append((f"seed {seed} {name}: a harmful poisoned batch is not promoted ({outcome})",
                        not (after["promote"] and harmful)))
     return checks
+
+
+def print_changes(runs: dict, args) -> None:
+    """Each network's change in accuracy per seed, and its mean."""
+    print(f"\nChange after fine-tuning on {args.new:,} drawings, per seed and mean (points; held-out canvas "
+          f"{args.holdout:,} drawings per seed)")
+    for name in MODEL_NAMES:
+        for metric, label in (("mnist_test_accuracy", "MNIST test"), ("holdout_accuracy", "canvas")):
+            changes = [(run["results"][name]["clean"][metric] - run["results"][name]["parent"][metric]) * 100
+                       for run in runs.values()]
+            per_seed = "  ".join(f"{change:+.2f}" for change in changes)
+            rose = sum(change > 0 for change in changes)
+            print(f"  {name} {label:<11} {per_seed}   mean {np.mean(changes):+.3f}, "
+                  f"up on {rose} of {len(changes)} seeds")
 
 
 def main() -> int:
@@ -215,16 +245,7 @@ def main() -> int:
             for index, seed in enumerate(args.seeds)}
 
     if len(runs) > 1:
-        print(f"\nChange after fine-tuning on {args.new:,} drawings, per seed and mean (points; held-out canvas "
-              f"{args.holdout:,} drawings per seed)")
-        for name in MODEL_NAMES:
-            for metric, label in (("mnist_test_accuracy", "MNIST test"), ("holdout_accuracy", "canvas")):
-                changes = [(run["results"][name]["clean"][metric] - run["results"][name]["parent"][metric]) * 100
-                           for run in runs.values()]
-                per_seed = "  ".join(f"{change:+.2f}" for change in changes)
-                rose = sum(change > 0 for change in changes)
-                print(f"  {name} {label:<11} {per_seed}   mean {np.mean(changes):+.3f}, "
-                      f"up on {rose} of {len(changes)} seeds")
+        print_changes(runs, args)
 
     first = runs[args.seeds[0]]
     seconds = first["seconds"]
@@ -235,13 +256,10 @@ def main() -> int:
         print(f"  {name:<6}{seconds[name]:6.1f} s  ({FINE_TUNE_CONFIGS[name].epochs} epochs)")
     print(f"  {'total':<6}{total:6.1f} s  (the floor is on the total: one run fine-tunes both networks)")
 
-    print("\nFloors (issue #4; every seed must pass on its own)")
     checks = [check for seed, run in runs.items() for check in floors(seed, run)]
     checks.append((f"one run on {first['timed']:,} new drawings, both networks <= {TIME_LIMIT_SECONDS:.0f} s "
                    f"({total:.1f} s)", total <= TIME_LIMIT_SECONDS))
-    for label, passed in checks:
-        print(f"  {'PASS' if passed else 'FAIL'}  {label}")
-    return 0 if all(passed for _, passed in checks) else 1
+    return print_floors("Floors (issue #4; every seed must pass on its own)", checks)
 
 
 if __name__ == "__main__":

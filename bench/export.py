@@ -1,6 +1,6 @@
 """Dataset export: 50,000 confirmed drawings as .npz and as a zip of PNGs, through gunicorn on loopback.
 
-    python bench/export.py [--rows 50000] [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/test]
+    python -m bench.export [--rows 50000] [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/test]
 
 Fills a throwaway database (SQLite by default; with --database-url, a fresh schema in that
 PostgreSQL, dropped afterwards) with confirmed drawings made of MNIST training digits, starts
@@ -11,62 +11,21 @@ memory growth, and the floor from issue #5.
 
 from __future__ import annotations
 
-import sys
+import argparse
+import http.client
+import tempfile
+import time
+import uuid
+import zipfile
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-# bench/http.py is named after the stdlib's http package; keep this folder off the import path.
-BENCH = Path(__file__).resolve().parent
-sys.path[:] = [str(BENCH.parent)] + [entry for entry in sys.path if Path(entry or ".").resolve() != BENCH]
-from bench.procs import children, free_port  # noqa: E402
+import numpy as np
 
-import argparse  # noqa: E402
-import http.client  # noqa: E402
-import os  # noqa: E402
-import signal  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-import zipfile  # noqa: E402
-from datetime import datetime, timedelta, timezone  # noqa: E402
+from bench.harness import Gunicorn, RssSampler, bench_env, memory_mb, print_floors
 
-import numpy as np  # noqa: E402
-
-ROOT = BENCH.parent
 GROWTH_LIMIT_MB = 50.0  # issue #5: memory of the web process grows by < 50 MB
 INSERT_BATCH = 5000
-
-
-
-def memory_mb(pid: int) -> dict[str, float]:
-    """VmRSS (now) and VmHWM (peak since the process started) of ``pid``, in MB."""
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            fields[key] = int(value.split()[0]) / 1024
-    return fields
-
-
-
-class RssSampler(threading.Thread):
-    """The highest VmRSS of a process seen while running."""
-
-    def __init__(self, pid: int, interval: float = 0.01):
-        super().__init__(daemon=True)
-        self.pid, self.interval, self.peak = pid, interval, 0.0
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        while not self._stop_event.is_set():
-            self.peak = max(self.peak, memory_mb(self.pid)["VmRSS"])
-            time.sleep(self.interval)
-
-    def stop(self) -> float:
-        self._stop_event.set()
-        self.join()
-        return self.peak
 
 
 def fill(database_url: str, instance: str, rows: int) -> str:
@@ -81,7 +40,9 @@ def fill(database_url: str, instance: str, rows: int) -> str:
     from webapp.models import ApiToken, Drawing, User
 
     app = create_app({"SQLALCHEMY_DATABASE_URI": database_url, "INSTANCE_PATH": instance,
-                      "LOCAL_STORAGE_PATH": str(Path(instance) / "objects")})
+                      "LOCAL_STORAGE_PATH": str(Path(instance) / "objects"),
+                      # create_app sets up Flask-Migrate only for commands, or when asked.
+                      "MIGRATIONS": True})
     mnist = load_mnist()
     rng = np.random.default_rng(0)
     picks = rng.integers(0, len(mnist.x_train), rows)
@@ -188,6 +149,10 @@ def main() -> int:
                     connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
                 engine.dispose()
 
+    return report(args, kind, fill_seconds, results)
+
+
+def report(args, kind: str, fill_seconds: float, results: dict) -> int:
     print(f"Dataset export of {args.rows:,} confirmed drawings ({kind}; filled in {fill_seconds:.1f} s), "
           "gunicorn gthread, 1 worker x 4 threads, 30 s timeout, on loopback")
     print(f"  worker RSS before the first export: {results['baseline']:.1f} MB")
@@ -204,47 +169,28 @@ def main() -> int:
     passed = (all(result["status"] == 200 and result["rows"] == str(args.rows)
                   for result in results["exports"].values()) and growth < GROWTH_LIMIT_MB)
     print(f"  worker RSS growth over both exports: {growth:.1f} MB")
-    print("\nFloor (issue #5)")
-    print(f"  {'PASS' if passed else 'FAIL'}  {args.rows:,} drawings exported in both formats, streamed, without "
-          f"a timeout; web process memory grows by < {GROWTH_LIMIT_MB:.0f} MB")
-    return 0 if passed else 1
+    return print_floors("Floor (issue #5)", [
+        (f"{args.rows:,} drawings exported in both formats, streamed, without a timeout; web process memory "
+         f"grows by < {GROWTH_LIMIT_MB:.0f} MB", passed)])
 
 
 def serve_and_export(database_url: str, tmp: str, token: str, rows: int) -> dict:
-    env = {**os.environ, "INKLING_INSTANCE_PATH": tmp, "DATABASE_URL": database_url,
-           "LOCAL_STORAGE_PATH": str(Path(tmp) / "objects")}
-    env.pop("S3_BUCKET", None)
-    port = free_port()
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--worker-class", "gthread",
-         "--workers", "1", "--threads", "4", "--timeout", "30", "--log-level", "warning", "webapp:create_app()"],
-        env=env, cwd=ROOT)
-    try:
-        deadline = time.monotonic() + 60
-        while True:  # any answer will do: no models are registered, so /healthz says 503
-            try:
-                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                connection.request("GET", "/healthz")
-                connection.getresponse().read()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit("gunicorn did not start") from None
-                time.sleep(0.5)
-        (worker,) = children(server.pid)
+    env = bench_env(tmp, DATABASE_URL=database_url, LOCAL_STORAGE_PATH=str(Path(tmp) / "objects"))
+    # No models are registered, so /healthz says 503: any answer will do.
+    server = Gunicorn(env, args=["--worker-class", "gthread", "--workers", "1", "--threads", "4", "--timeout", "30"],
+                      healthy=False, timeout=60)
+    with server:
+        (worker,) = server.workers()
         baseline = memory_mb(worker)["VmRSS"]
         exports = {}
         for fmt in ("npz", "zip"):
             out = Path(tmp) / f"export.{fmt}"
-            exports[fmt] = download(port, f"/api/v1/dataset/export?format={fmt}", token, out, worker)
+            exports[fmt] = download(server.port, f"/api/v1/dataset/export?format={fmt}", token, out, worker)
             exports[fmt]["check"] = check(fmt, out, rows)
             out.unlink()
-        if children(server.pid) != [worker]:
+        if server.workers() != [worker]:
             raise SystemExit("the gunicorn worker was replaced during the exports (a timeout?)")
         return {"baseline": baseline, "exports": exports}
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
 
 
 if __name__ == "__main__":

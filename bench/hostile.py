@@ -1,6 +1,6 @@
 """Hostile input: decompression bombs, 60 MB bodies against gunicorn, and 10,000 fuzzed PNGs.
 
-    python bench/hostile.py [--fuzz 10000] [--seed 1] [--models instance/models]
+    python -m bench.hostile [--fuzz 10000] [--seed 1] [--models instance/models]
 
 1. Bombs, in this process: a ~300 KB PNG declaring 10000x10000 pixels, and a 60 KB PNG whose
    zTXt chunks would inflate to 60 MB, through preprocessing alone and through the Flask app
@@ -17,32 +17,15 @@
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-# bench/http.py is named after the stdlib's http package; keep this folder off the import path.
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
-sys.path.insert(0, str(ROOT))
-from bench.procs import free_port  # noqa: E402
+from bench.harness import Gunicorn, bench_env, flask, memory_mb, models_path, print_floors
 
 MB = 1024 * 1024
-
-
-def rss_mb(pid: int | str = "self") -> tuple[float, float]:
-    """Current and peak resident set size, in MB."""
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        fields[key] = value.strip()
-    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
 def reset_peak_rss() -> None:
@@ -55,11 +38,11 @@ def measure(function, repeats: int) -> tuple[float, float, float, object]:
     times, growth, result = [], 0.0, None
     for _ in range(repeats):
         reset_peak_rss()
-        before, _ = rss_mb()
+        before = memory_mb()["VmRSS"]
         started = time.perf_counter()
         result = function()
         times.append((time.perf_counter() - started) * 1000)
-        growth = max(growth, rss_mb()[1] - before)
+        growth = max(growth, memory_mb()["VmHWM"] - before)
     times.sort()
     return times[len(times) // 2], times[-1], growth, result
 
@@ -117,10 +100,17 @@ def bombs(app, repeats: int) -> list[tuple[str, bool]]:
                 checks.append((f"bomb via {how}: <= 20 MB memory growth (+{growth:.1f} MB)", growth <= 20))
             else:
                 checks.append((f"zTXt bomb via {how}: <= 20 MB memory growth (+{growth:.1f} MB)", growth <= 20))
-    # A control, so that a growth of 0 MB above means nothing was decoded: the same
-    # measurement of Pillow decoding a 3000x3000 RGB PNG, which the header check would allow
-    # only up to 4,000,000 pixels.
+    decoding_control(corpus)
+    return checks
+
+
+def decoding_control(corpus) -> None:
+    """A control, so that a growth of 0 MB above means nothing was decoded: the same
+    measurement of Pillow decoding a 3000x3000 RGB PNG, which the header check would allow
+    only up to 4,000,000 pixels."""
     import io
+
+    from PIL import Image
 
     control = corpus.bomb_png(3000)
 
@@ -132,8 +122,6 @@ def bombs(app, repeats: int) -> list[tuple[str, bool]]:
     median, worst, growth, _ = measure(decode_control, 1)
     print(f"   control: Pillow decoding a {len(control) / 1024:.0f} KB 3000x3000 PNG:  "
           f"{median:6.2f} ms, RSS +{growth:5.1f} MB")
-    return checks
-
 
 
 def send_big_body(port: int, *, size: int, chunked: bool, multipart: bool) -> tuple[str, float, int]:
@@ -182,27 +170,12 @@ def send_big_body(port: int, *, size: int, chunked: bool, multipart: bool) -> tu
 def big_bodies(models: Path) -> list[tuple[str, bool]]:
     checks = []
     with tempfile.TemporaryDirectory(prefix="inkling-hostile-") as tmp:
-        # One address stands in for many clients here: per-address rate limits would only measure themselves.
-        env = {**os.environ, "INKLING_INSTANCE_PATH": tmp, "MODELS_PATH": str(models), "RATELIMIT_ENABLED": "0"}
-        env.pop("DATABASE_URL", None)
-        env.pop("S3_BUCKET", None)
-        flask = [str(Path(sys.executable).parent / "flask"), "--app", "webapp"]
-        subprocess.run(flask + ["db", "upgrade"], env=env, check=True, capture_output=True, cwd=ROOT)
-        port = free_port()
-        server = subprocess.Popen(
-            [str(Path(sys.executable).parent / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "1",
-             "--worker-class", "gthread", "--threads", "4", "--timeout", "30", "--log-level", "error",
-             "webapp:create_app()"], env=env, cwd=ROOT)
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise SystemExit("gunicorn did not start in 60 s") from None
-                    time.sleep(0.3)
+        env = bench_env(tmp, MODELS_PATH=str(models))
+        flask(env, "db", "upgrade")
+        server = Gunicorn(env, args=["--workers", "1", "--worker-class", "gthread", "--threads", "4", "--timeout", "30"],
+                          healthy=False, timeout=60)
+        with server:
+            port = server.port
             send_big_body(port, size=0, chunked=False, multipart=False)  # the worker's first request warms it up
             print("\n2. 60 MB bodies to POST /api/v1/drawings, gunicorn gthread (1 worker x 4 threads) on loopback")
             for chunked in (False, True):
@@ -217,9 +190,6 @@ def big_bodies(models: Path) -> list[tuple[str, bool]]:
             status, _, _ = send_big_body(port, size=0, chunked=False, multipart=False)
             print(f"   afterwards, a small bad body          -> {status}")
             checks.append(("the worker still answers afterwards", status.startswith("HTTP/1.1 4")))
-        finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(timeout=30)
     return checks
 
 
@@ -323,7 +293,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--only-requests", action="store_true", help="section 4 alone")
     parser.add_argument("--models", type=Path,
-                        default=Path(os.environ.get("INKLING_INSTANCE_PATH", ROOT / "instance")) / "models")
+                        default=models_path())
     args = parser.parse_args()
 
     import logging
@@ -337,10 +307,7 @@ def main() -> int:
             checks += big_bodies(args.models)
             checks += fuzz(app, args.fuzz, args.seed)
         checks += requests(app)
-    print("\nFloors (issue #7)")
-    for label, passed in checks:
-        print(f"  {'PASS' if passed else 'FAIL'}  {label}")
-    return 0 if all(passed for _, passed in checks) else 1
+    return print_floors("Floors (issue #7)", checks)
 
 
 if __name__ == "__main__":

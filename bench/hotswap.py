@@ -1,6 +1,6 @@
 """Hot swap under load: versions activated, rolled back, and a corrupt one refused, at 200 predictions a second.
 
-    python bench/hotswap.py [--rate 200] [--phase-seconds 10] [--workers 2]
+    python -m bench.hotswap [--rate 200] [--phase-seconds 10] [--workers 2]
 
 gunicorn as the Procfile runs it (gunicorn.conf.py, 2 gthread workers; SQLite and a local
 store as `make run`; MODEL_REFRESH_SECONDS=2) on a free loopback port, with the base
@@ -17,23 +17,16 @@ RATELIMIT_ENABLED=0: one loopback address stands in for many clients here.
 
 from __future__ import annotations
 
-import sys
+import argparse
+import json
+import secrets
+import tempfile
+import threading
+import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-# bench/http.py is named after the stdlib's http package; keep this folder off the import path.
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
-sys.path.insert(0, str(ROOT))
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import secrets  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-
-from bench.load import Gunicorn, OpenLoop, base_env, busy_note, drawings, flask, percentile, socket_owners  # noqa: E402
+from bench.harness import Gunicorn, flask, models_path, print_floors
+from bench.load import OpenLoop, base_env, busy_note, drawings, percentile, socket_owners
 
 REFRESH_SECONDS = 2.0
 
@@ -65,7 +58,7 @@ def main() -> int:
     parser.add_argument("--phase-seconds", type=float, default=10, help="time between admin actions")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--models", type=Path, default=Path(os.environ.get("INKLING_INSTANCE_PATH", ROOT / "instance")) / "models")
+    parser.add_argument("--models", type=Path, default=models_path())
     args = parser.parse_args()
     models = args.models.resolve()
     payloads = [json.dumps({"image": d.data_url}).encode() for d in drawings()]
@@ -93,7 +86,6 @@ def main() -> int:
               f"MODEL_REFRESH_SECONDS={REFRESH_SECONDS:g}, RATELIMIT_ENABLED=0); {busy_note()}", flush=True)
 
         records: list[dict] = []
-        actions: list[dict] = []
         owners: dict[int, int] = {}
         with Gunicorn(env, tmp / "gunicorn.log") as server:
             pids = server.workers()
@@ -102,48 +94,52 @@ def main() -> int:
             print(f"  connections per worker: {client.open(pids)}", flush=True)
             runner = threading.Thread(target=client.run)
             runner.start()
-            started = time.perf_counter()
-            pending = list(plan)
-            while runner.is_alive():
-                owners.update(socket_owners(server.port, pids))
-                while pending and time.perf_counter() - started >= pending[0][0]:
-                    _, model, version, what = pending.pop(0)
-                    sent = time.perf_counter()
-                    status, body = server.get(f"/api/v1/models/{model}/versions/{version}/activate",
-                                              body=json.dumps({"reason": f"bench/hotswap.py: {what}"}).encode(),
-                                              headers={"Authorization": f"Bearer {token}",
-                                                       "Content-Type": "application/json"})
-                    actions.append({"model": model, "version": version, "what": what, "status": status,
-                                    "at": time.perf_counter(), "took_ms": (time.perf_counter() - sent) * 1000})
-                    print(f"  t={time.perf_counter() - started:5.1f} s  {model} {what}: {status}", flush=True)
-                runner.join(timeout=0.2)
-            health = {}
-            for _ in range(50):  # each new connection goes to whichever worker takes it
-                answer = json.loads(server.get("/healthz")[1])
-                health[answer["pid"]] = answer
-                if len(health) == len(pids):
-                    break
-            health = list(health.values())
+            actions = act_while_loaded(server, runner, plan, token=token, owners=owners, pids=pids)
+            health = worker_health(server, pids)
             same_workers = server.workers() == pids
         load_after = busy_note()
 
     return report(args, records, actions, owners, pids, client, health, same_workers, load_after)
 
 
+def act_while_loaded(server, runner: threading.Thread, plan: list[tuple], *, token: str, owners: dict,
+                     pids: list[int]) -> list[dict]:
+    """Make the admin's activations on schedule while the load runs; note which worker owns each connection."""
+    actions = []
+    started = time.perf_counter()
+    pending = list(plan)
+    while runner.is_alive():
+        owners.update(socket_owners(server.port, pids))
+        while pending and time.perf_counter() - started >= pending[0][0]:
+            _, model, version, what = pending.pop(0)
+            sent = time.perf_counter()
+            status, body = server.request(f"/api/v1/models/{model}/versions/{version}/activate",
+                                          body=json.dumps({"reason": f"bench/hotswap.py: {what}"}).encode(),
+                                          headers={"Authorization": f"Bearer {token}",
+                                                   "Content-Type": "application/json"})
+            actions.append({"model": model, "version": version, "what": what, "status": status,
+                            "at": time.perf_counter(), "took_ms": (time.perf_counter() - sent) * 1000})
+            print(f"  t={time.perf_counter() - started:5.1f} s  {model} {what}: {status}", flush=True)
+        runner.join(timeout=0.2)
+    return actions
+
+
+def worker_health(server, pids: list[int]) -> list[dict]:
+    """/healthz from every worker."""
+    health = {}
+    for _ in range(50):  # each new connection goes to whichever worker takes it
+        answer = json.loads(server.request("/healthz")[1])
+        health[answer["pid"]] = answer
+        if len(health) == len(pids):
+            break
+    return list(health.values())
+
+
 def report(args, records, actions, owners, pids, client, health, same_workers, load_after) -> int:
     ok = [r for r in records if r["status"] == 200]
     errors = len(records) - len(ok)
     names = {pid: f"worker {index + 1} (pid {pid})" for index, pid in enumerate(pids)}
-    by_worker: dict[int, list[dict]] = {pid: [] for pid in pids}
-    unplaced = 0
-    for record in ok:
-        pid = owners.get(record["local_port"])
-        if pid in by_worker:
-            by_worker[pid].append(record)
-        else:
-            unplaced += 1
-    for rows in by_worker.values():
-        rows.sort(key=lambda r: r["done"])
+    by_worker, unplaced = place_answers(ok, owners, pids)
 
     print(f"\n{len(records)} predictions in {client.elapsed:.1f} s ({len(records) / client.elapsed:.1f}/s): "
           f"statuses {client.statuses}; latency from when due p50 {percentile(client.latencies_ms, 50):.1f} ms, "
@@ -156,6 +152,42 @@ def report(args, records, actions, owners, pids, client, health, same_workers, l
     checks = [(f"0 errors ({errors} of {len(records)})", errors == 0 and len(records) > 0),
               (f"the server kept up with {args.rate:.0f} req/s ({achieved:.1f}/s; p99 {percentile(client.latencies_ms, 99):.0f} ms "
                f"from when due)", achieved >= 0.95 * args.rate and percentile(client.latencies_ms, 99) <= 1000)]
+    checks.append(("every answer names the old or the new version (1 or 2), never the corrupt 3",
+                   only_good_versions(ok)))
+
+    worst = switch_over(actions, by_worker, names, checks)
+    if len(actions) != 6:
+        checks.append((f"all 6 admin actions made ({len(actions)})", False))
+    for pid, rows in by_worker.items():
+        if not rows:
+            checks.append((f"{names[pid]} answered some predictions", False))
+    checks.append((f"every worker picks up a new active version within MODEL_REFRESH_SECONDS + 1 s "
+                   f"(worst {worst:.2f} s)", worst <= REFRESH_SECONDS + 1))
+    warnings = {h["pid"]: h["checks"]["models"].get("warning") or h["checks"]["models"].get("error") for h in health}
+    print(f"\n/healthz afterwards, models: { {pid: (w or 'ok') for pid, w in warnings.items()} }")
+    checks.append(("after the rollback from the corrupt v3, /healthz reports no model problem on any worker",
+                   len(warnings) == len(pids) and not any(warnings.values())))
+    checks.append(("no worker restarted during the run", same_workers))
+    return print_floors(f"Floors (issue #7, hot swap under load); finished at {load_after}", checks)
+
+
+def place_answers(ok: list[dict], owners: dict, pids: list[int]) -> tuple[dict[int, list[dict]], int]:
+    """The answers each worker gave (by the connection's owner), in order; and how many could not be placed."""
+    by_worker: dict[int, list[dict]] = {pid: [] for pid in pids}
+    unplaced = 0
+    for record in ok:
+        pid = owners.get(record["local_port"])
+        if pid in by_worker:
+            by_worker[pid].append(record)
+        else:
+            unplaced += 1
+    for rows in by_worker.values():
+        rows.sort(key=lambda r: r["done"])
+    return by_worker, unplaced
+
+
+def only_good_versions(ok: list[dict]) -> bool:
+    """Print how many answers named each version; True if none named one but 1 or 2."""
     allowed_ok, named = True, {"fnn": {}, "cnn": {}}
     for record in ok:
         for model in ("fnn", "cnn"):
@@ -165,8 +197,11 @@ def report(args, records, actions, owners, pids, client, health, same_workers, l
         stray = {v: n for v, n in named[model].items() if v not in (1, 2)}
         allowed_ok &= not stray
         print(f"  {model}: answers naming each version {dict(sorted(named[model].items()))}")
-    checks.append(("every answer names the old or the new version (1 or 2), never the corrupt 3", allowed_ok))
+    return allowed_ok
 
+
+def switch_over(actions: list[dict], by_worker: dict, names: dict, checks: list) -> float:
+    """Print how long each worker took to serve each newly active version; the worst, in seconds."""
     print(f"\nSwitch-over: from the activation's response to each worker's first answer naming the new version "
           f"(refresh every {REFRESH_SECONDS:g} s); 'late old' = answers naming the old version due after that")
     current = {"fnn": 1, "cnn": 1}
@@ -208,22 +243,7 @@ def report(args, records, actions, owners, pids, client, health, same_workers, l
                 checks.append((f"{names[pid]}: {model} v{version} stays once switched ({late} late old answers)", False))
         current[model] = version
         print(line)
-    if len(actions) != 6:
-        checks.append((f"all 6 admin actions made ({len(actions)})", False))
-    for pid, rows in by_worker.items():
-        if not rows:
-            checks.append((f"{names[pid]} answered some predictions", False))
-    checks.append((f"every worker picks up a new active version within MODEL_REFRESH_SECONDS + 1 s "
-                   f"(worst {worst:.2f} s)", worst <= REFRESH_SECONDS + 1))
-    warnings = {h["pid"]: h["checks"]["models"].get("warning") or h["checks"]["models"].get("error") for h in health}
-    print(f"\n/healthz afterwards, models: { {pid: (w or 'ok') for pid, w in warnings.items()} }")
-    checks.append(("after the rollback from the corrupt v3, /healthz reports no model problem on any worker",
-                   len(warnings) == len(pids) and not any(warnings.values())))
-    checks.append(("no worker restarted during the run", same_workers))
-    print(f"\nFloors (issue #7, hot swap under load); finished at {load_after}")
-    for label, passed in checks:
-        print(f"  {'PASS' if passed else 'FAIL'}  {label}")
-    return 0 if all(passed for _, passed in checks) else 1
+    return worst
 
 
 if __name__ == "__main__":

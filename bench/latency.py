@@ -1,6 +1,6 @@
 """Latency and memory of serving: preprocessing, ONNX Runtime, and Keras predict() as the baseline.
 
-    python bench/latency.py [--models instance/models] [--requests 2000]
+    python -m bench.latency [--models instance/models] [--requests 2000]
 
 Each side runs in a fresh child process, so its resident memory is its own: the ONNX side
 imports no TensorFlow, as a web process would not.
@@ -16,19 +16,13 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-# bench/http.py is named after the stdlib's http package; keep this folder off the import path.
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
-sys.path.insert(0, str(ROOT))
+from bench.harness import ROOT, memory_mb, models_path, print_floors
 
 
 def rss_mb() -> tuple[float, float]:
     """Current and peak resident set size of this process, in MB."""
-    fields = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        fields[key] = value.strip()
-    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+    memory = memory_mb("self")
+    return memory["VmRSS"], memory["VmHWM"]
 
 
 def percentiles(samples_ms: list[float]) -> dict[str, float]:
@@ -100,7 +94,7 @@ def child_keras(models: Path, requests: int) -> dict:
 
 
 def run_child(kind: str, models: Path, requests: int) -> dict:
-    command = [sys.executable, __file__, "--child", kind, "--models", str(models), "--requests", str(requests)]
+    command = [sys.executable, "-m", "bench.latency", "--child", kind, "--models", str(models), "--requests", str(requests)]
     output = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT).stdout
     return json.loads(output.strip().splitlines()[-1])
 
@@ -114,7 +108,7 @@ def main() -> int:
     args = parser.parse_args()
     from training.versions import list_versions
 
-    models = args.models or Path(os.environ.get("INKLING_INSTANCE_PATH", ROOT / "instance")) / "models"
+    models = args.models or models_path()
     if args.child == "onnx":
         print(json.dumps(child_onnx(models, args.requests)))
         return 0
@@ -148,10 +142,7 @@ def main() -> int:
         ("serving process RSS <= 150 MB", onnx["rss_mb"] <= 150),
         ("no TensorFlow in the serving process", not onnx["tensorflow_loaded"]),
     ]
-    print("\nFloors (issue #2)")
-    for label, passed in checks:
-        print(f"  {'PASS' if passed else 'FAIL'}  {label}")
-    return 0 if all(passed for _, passed in checks) else 1
+    return print_floors("Floors (issue #2)", checks)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Load: predictions at concurrency 1, 8 and 32, contributions on PostgreSQL + S3, and a soak, against gunicorn.
 
-    python bench/load.py [--seconds 60] [--soak-seconds 600] [--contrib-seconds 30] [--workers 2]
+    python -m bench.load [--seconds 60] [--soak-seconds 600] [--contrib-seconds 30] [--workers 2]
 
 1. Predictions: gunicorn as the Procfile runs it (gunicorn.conf.py: gthread, 2 workers x 2
    threads, the Procfile's malloc setting) on a free loopback port, SQLite and a local
@@ -20,30 +20,22 @@ exits 1 if a floor fails. Needs `wrk` (Debian: apt-get install wrk).
 
 from __future__ import annotations
 
-import sys
+import argparse
+import http.client
+import json
+import logging
+import os
+import resource
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-# bench/http.py is named after the stdlib's http package; keep this folder off the import path.
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
-sys.path.insert(0, str(ROOT))
-from bench.procs import children, free_port, rss_mb  # noqa: E402
+from bench.harness import Gunicorn, bench_env, flask, free_port, models_path, print_floors, rss_mb
 
-import argparse  # noqa: E402
-import http.client  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-import os  # noqa: E402
-import resource  # noqa: E402
-import shutil  # noqa: E402
-import signal  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-
-BIN = Path(sys.executable).parent
 PG_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 BUCKET = "inkling-load"
 
@@ -123,78 +115,13 @@ def drawings(per_variant: int = 20, seed: int = 3):
 
 def base_env(instance: Path, models: Path, workers: int, **extra: str) -> dict:
     """The environment of `make run` (nothing configured: SQLite, local store) plus the Procfile's."""
-    env = {**os.environ, "INKLING_INSTANCE_PATH": str(instance), "MODELS_PATH": str(models),
-           "RATELIMIT_ENABLED": "0", "WEB_CONCURRENCY": str(workers), "LOG_LEVEL": "WARNING",
-           # The Procfile's web line sets it (two malloc arenas, not one per thread).
-           "MALLOC_ARENA_MAX": "2", **extra}
-    for name in ("DATABASE_URL", "S3_BUCKET", "S3_ENDPOINT_URL", "REDIS_URL", "INKLING_ENV", "GUNICORN_CMD_ARGS"):
+    env = bench_env(instance, MODELS_PATH=str(models), WEB_CONCURRENCY=str(workers), LOG_LEVEL="WARNING",
+                    # The Procfile's web line sets it (two malloc arenas, not one per thread).
+                    MALLOC_ARENA_MAX="2", **extra)
+    for name in ("S3_ENDPOINT_URL", "REDIS_URL", "INKLING_ENV", "GUNICORN_CMD_ARGS"):
         if name not in extra:
             env.pop(name, None)
     return env
-
-
-def flask(env: dict, *args: str) -> str:
-    done = subprocess.run([str(BIN / "flask"), "--app", "webapp", *args], env=env, cwd=ROOT,
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"flask {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
-    return done.stdout
-
-
-class Gunicorn:
-    """gunicorn with gunicorn.conf.py (as the Procfile's web line), bound to a free loopback port."""
-
-    def __init__(self, env: dict, log_path: Path):
-        self.env, self.log_path = env, log_path
-        self.port = free_port()
-        self.process: subprocess.Popen | None = None
-
-    def __enter__(self) -> Gunicorn:
-        self.log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", "--bind", f"127.0.0.1:{self.port}",
-             "--log-level", "warning", "webapp:create_app()"],
-            env={**self.env, "PORT": str(self.port)}, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 90
-        workers = int(self.env.get("WEB_CONCURRENCY", 2))
-        while True:
-            if self.process.poll() is not None:
-                raise SystemExit(f"gunicorn exited; see {self.log_path}:\n{self.log_path.read_text()[-3000:]}")
-            try:
-                status, _ = self.get("/healthz")
-                if status == 200 and len(self.workers()) == workers:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"gunicorn did not become healthy in 90 s; see {self.log_path}")
-            time.sleep(0.5)
-        # Every worker loads its models right after the fork (post_worker_init); one request each
-        # for good measure, so no run below pays for a first request.
-        for _ in range(4 * workers):
-            self.get("/healthz")
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.log.close()
-
-    def get(self, path: str, *, body: bytes | None = None, headers: dict | None = None) -> tuple[int, bytes]:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            connection.request("POST" if body is not None else "GET", path, body=body, headers=headers or {})
-            response = connection.getresponse()
-            return response.status, response.read()
-        finally:
-            connection.close()
-
-    def workers(self) -> list[int]:
-        return children(self.process.pid)
 
 
 def run_wrk(port: int, path: str, bodies_file: Path, *, seconds: float, concurrency: int, workdir: Path,
@@ -462,7 +389,7 @@ def main() -> int:
     parser.add_argument("--contrib-seconds", type=float, default=30, help="0 skips contributions")
     parser.add_argument("--contrib-concurrency", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--models", type=Path, default=Path(os.environ.get("INKLING_INSTANCE_PATH", ROOT / "instance")) / "models")
+    parser.add_argument("--models", type=Path, default=models_path())
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("needs wrk: sudo apt-get install -y wrk")
@@ -476,7 +403,11 @@ def main() -> int:
         tmp = Path(name)
         runs, soak = predictions_and_soak(args, tmp, args.models.resolve(), sample)
         contrib = contributions(args, tmp, args.models.resolve(), sample) if args.contrib_seconds > 0 else {}
+    print_summary(args, runs, soak, contrib)
+    return print_floors(f"Floors (issue #7); finished at {busy_note()}", floors(runs, soak, contrib))
 
+
+def print_summary(args, runs: list[dict], soak: dict, contrib: dict) -> None:
     print("\nSummary")
     print(f"  {'run':44} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'CPU-ms/req':>10} {'load1':>6}")
     for run in runs:
@@ -492,6 +423,8 @@ def main() -> int:
               f"{contrib['rate']:8.1f} {contrib['p50_ms']:8.2f} {contrib['p99_ms']:8.2f} {contrib['non_2xx']:8d} "
               f"{contrib['server_cpu_ms']:10.2f} {contrib['load']:6.2f}")
 
+
+def floors(runs: list[dict], soak: dict, contrib: dict) -> list[tuple[str, bool]]:
     checks = []
     for run in runs:
         checks.append((f"predictions at concurrency {run['concurrency']}: 0 non-2xx ({run['non_2xx']})", run["non_2xx"] == 0))
@@ -509,10 +442,7 @@ def main() -> int:
         checks.append((f"contributions: 0 orphans ({contrib['orphan_keys']} keys without a row, "
                        f"{contrib['rows_without_key']} rows without a key)",
                        contrib["orphan_keys"] == 0 and contrib["rows_without_key"] == 0))
-    print(f"\nFloors (issue #7); finished at {busy_note()}")
-    for label, passed in checks:
-        print(f"  {'PASS' if passed else 'FAIL'}  {label}")
-    return 0 if all(passed for _, passed in checks) else 1
+    return checks
 
 
 if __name__ == "__main__":

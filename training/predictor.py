@@ -19,7 +19,9 @@ from training.versions import ONNX_FILE, StoredVersion, load
 
 
 @dataclass(frozen=True)
-class Prediction:
+class NetworkAnswer:
+    """One network's answer for one drawing (the ORM row that stores it is webapp.models.Prediction)."""
+
     label: int
     confidence: float
     probabilities: list[float]
@@ -60,7 +62,7 @@ class OnnxModel:
         """(N, 28, 28, 1) float32 in [0, 1] -> (N, 10) probabilities."""
         return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, np.float32)})[0]
 
-    def predict(self, pixels: np.ndarray) -> Prediction:
+    def predict(self, pixels: np.ndarray) -> NetworkAnswer:
         """One preprocessed drawing, (28, 28) uint8, as stored and as serving sees it."""
         start = time.perf_counter()
         probabilities = self.probabilities(to_model_input(pixels))[0]
@@ -68,12 +70,12 @@ class OnnxModel:
         label = int(np.argmax(probabilities))
         # Six decimals is plenty for people and keeps JSON and database rows small.
         rounded = [round(float(p), 6) for p in probabilities]
-        return Prediction(label=label, confidence=rounded[label], probabilities=rounded,
+        return NetworkAnswer(label=label, confidence=rounded[label], probabilities=rounded,
                           model_version=self.version, latency_ms=round(elapsed, 3))
 
 
 class Predictor:
-    """Both networks side by side: ``predict(pixels)`` -> ``{"fnn": Prediction, "cnn": Prediction}``."""
+    """Both networks side by side: ``predict(pixels)`` -> ``{"fnn": NetworkAnswer, "cnn": NetworkAnswer}``."""
 
     def __init__(self, models: dict[str, OnnxModel]):
         self.models = dict(models)
@@ -89,5 +91,5 @@ class Predictor:
             models[name] = OnnxModel.from_stored(stored)
         return cls(models)
 
-    def predict(self, pixels: np.ndarray) -> dict[str, Prediction]:
+    def predict(self, pixels: np.ndarray) -> dict[str, NetworkAnswer]:
         return {name: model.predict(pixels) for name, model in self.models.items()}

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from training import instance_path
+
 KERAS_FILE = "model.keras"
 ONNX_FILE = "model.onnx"
 MANIFEST_FILE = "manifest.json"
@@ -28,7 +30,7 @@ class VersionError(RuntimeError):
 
 
 def default_models_root() -> Path:
-    return Path(os.environ.get("INKLING_INSTANCE_PATH", "instance")) / "models"
+    return instance_path() / "models"
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -178,7 +178,7 @@ def register_client_id(app: Flask) -> None:
             response.set_cookie(CLIENT_COOKIE, cookie_for(g.client_id), max_age=365 * 24 * 3600, httponly=True,
                                 samesite="Lax", secure=app.config["SESSION_COOKIE_SECURE"])
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        # Server time, as browsers' devtools and bench/http.py read it; never where it could
+        # Server time, as browsers' devtools and bench/serving.py read it; never where it could
         # tell a real admin name or token from a wrong one to the millisecond.
         if "started" in g and request.endpoint not in AUTH_ENDPOINTS and response.status_code not in (401, 403):
             response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - g.started) * 1000:.2f}"
@@ -192,7 +192,7 @@ def register_error_handlers(app: Flask) -> None:
 
 
 def register_celery(app: Flask) -> None:
-    from webapp.queue import celery_init_app
+    from webapp.broker import celery_init_app
 
     celery_init_app(app)
 

@@ -24,7 +24,7 @@ from webapp.extensions import db, limiter
 from webapp.models import SOURCES, STATUSES, Drawing, Prediction, User
 from webapp.pages import local_path
 from webapp.parsing import MAX_INT_DIGITS, int_arg
-from webapp.retraining import live_run
+from webapp.runs import live_run
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 

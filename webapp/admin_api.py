@@ -10,10 +10,10 @@ from webapp.api import _label, drawing_json, get_or_404
 from webapp.audit import record
 from webapp.auth import admin_required, review_required
 from webapp.extensions import db
+from webapp.curation import confirm, reject
 from webapp.models import ApiToken, Drawing, ModelVersion, TrainingRun
 from webapp.parsing import json_object
-from webapp.retraining import (ArtifactInvalid, QueueUnavailable, activate, confirm, maybe_trigger_automatically,
-                               reject, request_run, run_json)
+from webapp.runs import ArtifactInvalid, QueueUnavailable, activate, maybe_trigger_automatically, request_run, run_json
 from webapp.services import ServiceError
 
 bp = Blueprint("admin_api", __name__, url_prefix="/api/v1")

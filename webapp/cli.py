@@ -132,22 +132,11 @@ def revoke_token(name: str) -> None:
 
 def import_version(stored, *, activate: bool) -> ModelVersion:
     """Copy a published model version into the object store and register it."""
-    from training.versions import ONNX_FILE
-    from webapp.registry import upload_version_files
+    from webapp.runs import next_version, record_version
 
-    latest = db.session.scalar(select(db.func.max(ModelVersion.version)).where(ModelVersion.name == stored.name))
-    version = (latest or 0) + 1
-    prefix = f"models/{stored.name}/v{version}/"
-    upload_version_files(get_store(), stored, prefix)
-    manifest = {**stored.manifest, "version": version}
-    row = ModelVersion(name=stored.name, version=version, status="active" if activate else "candidate",
-                       parent_version=None, object_prefix=prefix,
-                       onnx_sha256=manifest["files"][ONNX_FILE]["sha256"], metrics=manifest.get("metrics", {}),
-                       manifest=manifest, samples_used=int(manifest.get("training", {}).get("samples", 0)),
-                       activated_at=utcnow() if activate else None, status_reason="base model trained on MNIST")
-    db.session.add(row)
-    db.session.commit()
-    return row
+    return record_version(stored, version=next_version(stored.name), status="active" if activate else "candidate",
+                          reason="base model trained on MNIST",
+                          samples=int(stored.manifest.get("training", {}).get("samples", 0)))
 
 
 @models_cli.command("import-base")

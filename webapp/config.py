@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from training import instance_path
+
 # Keys anyone can read: this project's old default, and the placeholders of Flask's docs,
 # tutorials and templates. A session signed with one can be forged for any user.
 PUBLIC_SECRET_KEYS = frozenset(key.lower() for key in {
@@ -108,7 +110,7 @@ def rate_limit_storage(environ) -> str:
 
 def from_environment(environ=os.environ) -> dict:
     """The app's settings as a dict for ``app.config.from_mapping``."""
-    instance = Path(environ.get("INKLING_INSTANCE_PATH", ROOT / "instance")).resolve()
+    instance = instance_path(environ)
     env = environ.get("INKLING_ENV", "development")
     # Unset: create_app makes one and keeps it in the instance folder (webapp/secret_key.py).
     secret = environ.get("SECRET_KEY") or None

@@ -183,7 +183,7 @@ def line_chart(data: dict[str, list[tuple[datetime | date, float, str]]], *, y_f
 
 def _timestamp(when: datetime | date) -> float:
     if isinstance(when, datetime):
-        return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
+        return when.timestamp()  # columns are aware UTC (extensions.UtcDateTime)
     return datetime(when.year, when.month, when.day, 12, tzinfo=timezone.utc).timestamp()
 
 

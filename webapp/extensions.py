@@ -1,6 +1,6 @@
 """Flask extensions, created unbound here and bound to the app in create_app()."""
 
-from datetime import datetime
+from datetime import datetime, timezone
 
 from flask_babel import Babel
 from flask_bootstrap import Bootstrap5
@@ -9,6 +9,7 @@ from flask_login import LoginManager
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import DateTime, MetaData
+from sqlalchemy.types import TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, registry
 
 from webapp.security import rate_limit_key
@@ -23,9 +24,35 @@ NAMING_CONVENTION = {
 }
 
 
+class UtcDateTime(TypeDecorator):
+    """A timestamp stored as UTC and read back as an aware UTC datetime, on every backend.
+
+    SQLite has no time zones and hands back naive datetimes; without this, every reader had
+    to remember that they were UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:  # naive values in this app are UTC
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
 class Base(DeclarativeBase):
+    # Every Mapped[datetime] column is a UtcDateTime (timestamptz on PostgreSQL).
     registry = registry(metadata=MetaData(naming_convention=NAMING_CONVENTION),
-                        type_annotation_map={datetime: DateTime(timezone=True)})
+                        type_annotation_map={datetime: UtcDateTime()})
 
 
 db = SQLAlchemy(model_class=Base)

@@ -3,9 +3,9 @@
 A retired model version must give its memory back (a web dyno's worker has 200 MB), which
 glibc does for blocks it got from mmap but not, in practice, for a fragmented heap. Yet a
 request allocates and frees a few large buffers (the decoded canvas, zlib's state for the
-preview), and from mmap each costs a system call and a page fault per 4 KB touched: a
-process-wide low mmap threshold cost a third more CPU per prediction. So the threshold is
-low only while model versions load (:func:`mmapped_allocations`) and high otherwise.
+preview), and from mmap each costs a system call and a page fault per 4 KB touched, which a
+process-wide low mmap threshold would pay on every prediction. So the threshold is low only
+while model versions load (:func:`mmapped_allocations`) and high otherwise.
 
 Only glibc has ``mallopt``; elsewhere these are no-ops.
 """
@@ -20,7 +20,7 @@ from contextlib import contextmanager
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 
-# While models load: what MALLOC_MMAP_THRESHOLD_=131072 did for the whole process before.
+# While models load: every block of a session's weights from mmap, so it can be returned.
 LOADING_MMAP_THRESHOLD = 128 * 1024
 # While serving: only an outsized upload's buffers (the pixel cap allows 16 MB of RGBA) bypass
 # the heap, and the heap keeps up to TRIM of free memory for the next requests.

@@ -30,6 +30,11 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def iso(moment: datetime | None) -> str | None:
+    """A column's timestamp as the API shows it (columns are aware UTC: see extensions.UtcDateTime)."""
+    return None if moment is None else moment.isoformat(timespec="seconds")
+
+
 def new_id() -> str:
     return str(uuid.uuid4())
 

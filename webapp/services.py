@@ -20,7 +20,8 @@ from webapp import issued_ids
 from webapp.extensions import db
 from webapp.models import Drawing, Prediction, Rating, new_id
 from webapp.registry import ModelsUnavailable, get_registry
-from webapp.retraining import confirm, confirmation_for, maybe_trigger_automatically, reject
+from webapp.curation import confirm, confirmation_for, reject
+from webapp.runs import maybe_trigger_automatically
 from webapp.storage import StorageError, get_store
 
 log = logging.getLogger(__name__)

@@ -66,7 +66,7 @@ class LocalObjectStore:
         try:
             try:
                 handle, partial = tempfile.mkstemp(prefix=".partial-", dir=path.parent)
-            except FileNotFoundError:  # a new folder: made only then (a mkdir per object cost more than the write)
+            except FileNotFoundError:  # a new folder: made only then (a mkdir per object costs more than the write)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 handle, partial = tempfile.mkstemp(prefix=".partial-", dir=path.parent)
             try:

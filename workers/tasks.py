@@ -1,17 +1,18 @@
-"""Celery tasks: thin, taking ids; the work is in webapp.retraining and training/."""
+"""Celery tasks: thin, taking ids; the run itself is in workers.fine_tuning.
+
+Acknowledgement and concurrency are set once for every task, in webapp/broker.py.
+"""
 
 from __future__ import annotations
 
 from celery import shared_task
 
-from webapp.retraining import TransientError
+from webapp.runs import FINE_TUNE_TASK
+from workers.fine_tuning import TransientError, execute_run
 
 
-@shared_task(name="inkling.fine_tune_models", bind=True, acks_late=True, reject_on_worker_lost=True,
-             autoretry_for=(TransientError,), retry_backoff=5, retry_backoff_max=300, retry_jitter=True,
-             max_retries=5)
-def fine_tune_models(self, run_id: str) -> dict:
+@shared_task(name=FINE_TUNE_TASK, autoretry_for=(TransientError,), retry_backoff=5, retry_backoff_max=300,
+             retry_jitter=True, max_retries=5)
+def fine_tune_models(run_id: str) -> dict:
     """Fine-tune, gate and publish both networks for training run ``run_id``."""
-    from webapp.retraining import execute_run
-
     return execute_run(run_id)

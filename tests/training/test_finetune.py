@@ -12,7 +12,7 @@ def _samples(count: int, label: int) -> Samples:
 
 
 def test_the_mix_repeats_new_drawings_caps_replay_and_adds_mnist(mnist):
-    config = FineTuneConfig(new_repeats=2, replay_limit=50, mnist_ratio=3.0, mnist_minimum=100)
+    config = FineTuneConfig(epochs=1, new_repeats=2, replay_limit=50, mnist_ratio=3.0, mnist_minimum=100)
     new, replay = _samples(40, 7), _samples(80, 3)
     mix = training_mix(new=new, replay=replay, mnist=mnist, config=config, rng=np.random.default_rng(0))
     # 80 new (40 twice) + 50 replayed (capped) = 130 user drawings, then 3x as many from MNIST.
@@ -26,20 +26,22 @@ def test_the_mix_repeats_new_drawings_caps_replay_and_adds_mnist(mnist):
 
 
 def test_a_small_batch_still_gets_the_mnist_minimum(mnist):
+    config = FineTuneConfig(epochs=1, mnist_minimum=3000)
     mix = training_mix(new=_samples(10, 1), replay=Samples.empty(), mnist=mnist,
-                       config=FineTuneConfig(), rng=np.random.default_rng(0))
-    assert len(mix) == 10 * FineTuneConfig().new_repeats + FineTuneConfig().mnist_minimum
+                       config=config, rng=np.random.default_rng(0))
+    assert len(mix) == 10 * config.new_repeats + config.mnist_minimum
 
 
-def test_training_runs_use_the_fine_tuning_defaults():
-    """webapp/config.py cannot import training/ (TensorFlow), so its defaults are kept in step here."""
+def test_training_runs_use_the_deployment_settings_for_every_network():
+    """The epochs and the MNIST minimum come from webapp/config.py, the one place that owns them."""
     from training import MODEL_NAMES
-    from training.finetune import FINE_TUNE_CONFIGS
+    from training.finetune import NETWORK_SETTINGS, fine_tune_config
     from webapp.config import from_environment
 
     config = from_environment({})
-    assert set(FINE_TUNE_CONFIGS) == set(MODEL_NAMES)
-    for tune in FINE_TUNE_CONFIGS.values():
+    assert set(NETWORK_SETTINGS) == set(MODEL_NAMES)
+    for name in MODEL_NAMES:
+        tune = fine_tune_config(name, epochs=config["FINETUNE_EPOCHS"], mnist_minimum=config["FINETUNE_MNIST_MINIMUM"])
         assert config["FINETUNE_EPOCHS"] == tune.epochs
         assert config["FINETUNE_MNIST_MINIMUM"] == tune.mnist_minimum
 
@@ -116,7 +118,7 @@ def test_recalibration_refuses_a_network_that_is_not_a_chain(mnist):
 def test_calibration_uses_new_and_replayed_drawings_and_needs_enough_of_them():
     from training.finetune import calibration_drawings
 
-    config = FineTuneConfig(calibration_minimum=50, calibration_limit=100)
+    config = FineTuneConfig(epochs=1, mnist_minimum=500, calibration_minimum=50, calibration_limit=100)
     rng = np.random.default_rng(0)
     assert len(calibration_drawings(new=_samples(30, 1), replay=_samples(19, 2), config=config, rng=rng)) == 0
     assert len(calibration_drawings(new=_samples(30, 1), replay=_samples(20, 2), config=config, rng=rng)) == 50

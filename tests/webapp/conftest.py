@@ -10,30 +10,28 @@ import pytest
 from sqlalchemy import create_engine, text
 
 PG_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-# Every run gets its own schema, so runs never see each other's rows (or another project's).
-PG_SCHEMA = f"inkling_test_{uuid.uuid4().hex[:8]}"
 TABLES = ("audit_events", "ratings", "predictions", "drawings", "model_versions", "training_runs", "api_tokens", "users")
 
 
-def _postgres_url() -> str:
+def _postgres_url(schema: str) -> str:
     engine = create_engine(PG_URL)
     try:
         with engine.begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{PG_SCHEMA}"'))
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
     except Exception as exc:
         if os.environ.get("CI"):
             pytest.fail(f"PostgreSQL is required in CI and is unreachable at {PG_URL}: {exc}")
         pytest.skip(f"PostgreSQL unreachable at {PG_URL}: {exc}")
     finally:
         engine.dispose()
-    return f"{PG_URL}?options=-csearch_path%3D{PG_SCHEMA}"
+    return f"{PG_URL}?options=-csearch_path%3D{schema}"
 
 
-def _drop_postgres_schema() -> None:
+def _drop_postgres_schema(schema: str) -> None:
     engine = create_engine(PG_URL)
     try:
         with engine.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA IF EXISTS "{PG_SCHEMA}" CASCADE'))
+            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
     finally:
         engine.dispose()
 
@@ -44,8 +42,11 @@ def database_url(request, tmp_path_factory):
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'inkling.sqlite'}"
     else:
-        url = _postgres_url()
-        request.addfinalizer(_drop_postgres_schema)
+        # A schema of its own for every instance of this fixture (tests/workers has one too), so
+        # runs never see each other's rows (or another project's).
+        schema = f"inkling_test_{uuid.uuid4().hex[:8]}"
+        url = _postgres_url(schema)
+        request.addfinalizer(lambda: _drop_postgres_schema(schema))
     from flask_migrate import upgrade
 
     from webapp import create_app

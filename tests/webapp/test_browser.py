@@ -285,12 +285,11 @@ def test_a_finger_draws_without_scrolling_the_page_on_a_phone(app, live_server, 
 
 def test_an_admin_reviews_with_the_keyboard_and_watches_a_retrain_to_its_end(app, live_server, desktop, monkeypatch):
     from training.devset import generate
-    from webapp.retraining import execute_run
-    from workers import tasks
+    from workers.fine_tuning import execute_run
 
     # The run's body is the real one, in a thread of this process instead of a Celery worker
     # (test_celery covers the worker); the page cannot tell the difference.
-    def apply_async(args=None, **kwargs):
+    def send_task(name, args=None, **kwargs):
         def body():
             with app.app_context():
                 execute_run(args[0])
@@ -300,7 +299,7 @@ def test_an_admin_reviews_with_the_keyboard_and_watches_a_retrain_to_its_end(app
             id = "in-process"
         return Result()
 
-    monkeypatch.setattr(tasks.fine_tune_models, "apply_async", apply_async)
+    monkeypatch.setattr(app.extensions["celery"], "send_task", send_task)
     app.config.update(FINETUNE_EPOCHS=1, FINETUNE_MNIST_MINIMUM=500, RETRAIN_EVERY=0)
     client = app.test_client()
     from training.mnist import load_mnist

@@ -1,4 +1,7 @@
-"""Continual learning, task body called directly: confirmation, runs, the gate, versions, rollback."""
+"""Continual learning, the web side: confirmation, requesting runs, the gate, versions, rollback.
+
+What a run does once a worker has it is in tests/workers/test_fine_tuning.py.
+"""
 
 from __future__ import annotations
 
@@ -9,24 +12,27 @@ import pytest
 from sqlalchemy import func, select
 
 from webapp.extensions import db
-from webapp.models import Drawing, ModelVersion, TrainingRun
+from webapp.models import Drawing, TrainingRun
+
+MNIST_TOLERANCE = 0.002  # the deployment default (webapp/config.py): 0.2 points
 
 
 @pytest.fixture
-def queued(monkeypatch):
+def queued(app, monkeypatch):
     """Record enqueued fine-tuning tasks instead of sending them to a broker."""
-    from workers import tasks
+    from webapp.runs import FINE_TUNE_TASK
 
     calls = []
 
     class Result:
         id = "task-id"
 
-    def apply_async(args=None, **kwargs):
+    def send_task(name, args=None, **kwargs):
+        assert name == FINE_TUNE_TASK
         calls.append(args)
         return Result()
 
-    monkeypatch.setattr(tasks.fine_tune_models, "apply_async", apply_async)
+    monkeypatch.setattr(app.extensions["celery"], "send_task", send_task)
     return calls
 
 
@@ -97,80 +103,6 @@ def test_admin_review_needs_an_admin_token(app, client, many_drawings, admin_tok
                        headers=admin_token).status_code == 404
 
 
-def test_a_run_fine_tunes_gates_and_publishes_both_networks(app, client, many_drawings, admin_token, queued,
-                                                          fast_training):
-    from webapp.retraining import execute_run
-
-    app.config["AUTO_CONFIRM"] = True
-    contribute(client, many_drawings[:120])
-    response = client.post("/api/v1/training-runs", headers=admin_token)
-    assert response.status_code == 202 and response.json["status"] == "queued" and response.json["created"]
-    run_id = response.json["id"]
-    assert queued == [[run_id]]
-    again = client.post("/api/v1/training-runs", headers=admin_token)
-    assert again.json["id"] == run_id and not again.json["created"]  # no duplicate while one is live
-
-    with app.app_context():
-        result = execute_run(run_id)
-    body = client.get(f"/api/v1/training-runs/{run_id}", headers=admin_token).json
-    assert body["status"] in ("succeeded", "rejected") and body["progress"]["percent"] == 100.0
-    assert set(result) == {"fnn", "cnn"}
-    for name, entry in result.items():
-        assert entry["decision"] in ("promoted", "rejected") and entry["reason"]
-        assert entry["version"] == 2 and entry["parent"] == 1
-        assert entry["before"]["holdout_size"] == entry["after"]["holdout_size"] > 0
-        assert entry["new_samples"] > 0
-    with app.app_context():
-        for name, entry in result.items():
-            rows = db.session.scalars(select(ModelVersion).where(ModelVersion.name == name)
-                                      .order_by(ModelVersion.version)).all()
-            assert [row.version for row in rows] == [1, 2]
-            expected = ["retired", "active"] if entry["decision"] == "promoted" else ["active", "rejected"]
-            assert [row.status for row in rows] == expected
-            assert app.extensions["inkling.store"].exists(rows[1].onnx_key)
-            # The holdout was never trained on: the version's samples exclude it.
-            holdout = db.session.scalar(select(func.count()).select_from(Drawing).where(Drawing.holdout))
-            assert rows[1].samples_used == 120 - holdout
-        # Running the same run again (a redelivered message) publishes nothing more.
-        execute_run(run_id)
-        assert db.session.scalar(select(func.count()).select_from(ModelVersion)) == 4
-        assert db.session.get(TrainingRun, run_id).lock is None
-    listing = client.get("/api/v1/training-runs", headers=admin_token).json
-    assert [item["id"] for item in listing["items"]] == [run_id]
-
-
-def test_a_poisoned_batch_is_not_promoted(app, client, many_drawings, admin_token, queued, fast_training):
-    from webapp.retraining import execute_run
-
-    app.config.update(AUTO_CONFIRM=True, FINETUNE_EPOCHS=6)
-    contribute(client, many_drawings[:100])  # honest drawings: the holdout comes from these
-    from webapp.models import utcnow
-
-    with app.app_context():  # as if version 1 had trained on the honest drawings
-        db.session.execute(ModelVersion.__table__.update().values(data_until=utcnow()))
-        db.session.commit()
-    contribute(client, many_drawings[100:220], wrong=True)  # then every label is wrong
-    run_id = client.post("/api/v1/training-runs", headers=admin_token).json["id"]
-    with app.app_context():
-        result = execute_run(run_id)
-        for name in ("fnn", "cnn"):
-            assert result[name]["decision"] == "rejected", result[name]
-            active = db.session.scalar(select(ModelVersion).where(ModelVersion.name == name,
-                                                                  ModelVersion.status == "active"))
-            assert active.version == 1
-        assert db.session.get(TrainingRun, run_id).status == "rejected"
-
-
-def test_nothing_new_means_nothing_to_train(app, client, admin_token, queued, fast_training):
-    from webapp.retraining import execute_run
-
-    run_id = client.post("/api/v1/training-runs", headers=admin_token).json["id"]
-    with app.app_context():
-        result = execute_run(run_id)
-    assert {entry["decision"] for entry in result.values()} == {"skipped"}
-    assert client.get(f"/api/v1/training-runs/{run_id}", headers=admin_token).json["status"] == "succeeded"
-
-
 def test_activation_and_rollback(app, client, admin_token, tiny_models, many_drawings):
     from training.versions import load
     from webapp.cli import import_version
@@ -189,12 +121,10 @@ def test_activation_and_rollback(app, client, admin_token, tiny_models, many_dra
 
 
 def test_queue_down_is_503_and_leaves_no_run_queued(app, client, admin_token, monkeypatch):
-    from workers import tasks
-
     def refuse(*args, **kwargs):
         raise ConnectionError("broker down")
 
-    monkeypatch.setattr(tasks.fine_tune_models, "apply_async", refuse)
+    monkeypatch.setattr(app.extensions["celery"], "send_task", refuse)
     response = client.post("/api/v1/training-runs", headers=admin_token)
     assert response.status_code == 503 and response.json["code"] == "queue_unavailable"
     with app.app_context():
@@ -203,7 +133,7 @@ def test_queue_down_is_503_and_leaves_no_run_queued(app, client, admin_token, mo
 
 
 def test_concurrent_triggers_make_one_run(app, queued):
-    from webapp.retraining import request_run
+    from webapp.runs import request_run
 
     barrier, ids = threading.Barrier(4), []
 
@@ -270,7 +200,7 @@ def test_fine_tuning_keeps_mnist_and_learns_new_drawings(mnist, tiny_models):
     assert [u["epoch"] for u in updates] == [1, 2] and updates[-1]["percent"] == 100.0
     # The tiny parent is undertrained, so more (correct) data must not make it worse.
     assert after["mnist_test_accuracy"] >= parent["mnist_test_accuracy"] - 0.002
-    promote, reason = gate(parent, after)
+    promote, reason = gate(parent, after, mnist_tolerance=MNIST_TOLERANCE)
     assert promote == (after["holdout_accuracy"] >= parent["holdout_accuracy"]), reason
 
 
@@ -278,12 +208,14 @@ def test_the_gate_rules():
     from training.finetune import gate
 
     parent = {"mnist_test_accuracy": 0.99, "holdout_accuracy": 0.95, "holdout_size": 100}
-    assert gate(parent, {**parent, "mnist_test_accuracy": 0.9885})[0]  # -0.15 points: within 0.2
-    refused, reason = gate(parent, {**parent, "mnist_test_accuracy": 0.987})
+    # -0.15 points: within 0.2
+    assert gate(parent, {**parent, "mnist_test_accuracy": 0.9885}, mnist_tolerance=MNIST_TOLERANCE)[0]
+    refused, reason = gate(parent, {**parent, "mnist_test_accuracy": 0.987}, mnist_tolerance=MNIST_TOLERANCE)
     assert not refused and "MNIST" in reason
-    refused, reason = gate(parent, {**parent, "holdout_accuracy": 0.94})
+    refused, reason = gate(parent, {**parent, "holdout_accuracy": 0.94}, mnist_tolerance=MNIST_TOLERANCE)
     assert not refused and "holdout" in reason
-    assert gate({**parent, "holdout_accuracy": None}, {**parent, "holdout_accuracy": None})[0]
+    assert gate({**parent, "holdout_accuracy": None}, {**parent, "holdout_accuracy": None},
+                mnist_tolerance=MNIST_TOLERANCE)[0]
 
 
 def test_hot_swap_under_concurrent_predictions(app, admin_token, tiny_models, many_drawings):
@@ -324,16 +256,3 @@ def test_hot_swap_under_concurrent_predictions(app, admin_token, tiny_models, ma
             worker.join()
     assert failures == []
     assert seen == {1, 2}
-
-
-def test_a_run_that_keeps_losing_its_worker_ends_failed(app, client, admin_token, queued):
-    from webapp.retraining import execute_run
-
-    run_id = client.post("/api/v1/training-runs", headers=admin_token).json["id"]
-    with app.app_context():
-        db.session.get(TrainingRun, run_id).attempts = app.config["MAX_RUN_ATTEMPTS"]
-        db.session.commit()
-        assert execute_run(run_id) == {}
-        run = db.session.get(TrainingRun, run_id)
-        assert run.status == "failed" and "lost 3 times" in run.error and run.lock is None
-        assert db.session.scalar(select(func.count()).select_from(ModelVersion)) == 2  # only the v1s

@@ -216,7 +216,7 @@ def _healthz_pid(port: int) -> int | None:
 @pytest.fixture
 def gunicorn(app, database_url, object_root, tmp_path):
     """This test's database and store behind gunicorn with two workers, both up and serving."""
-    from bench.procs import free_port
+    from bench.harness import free_port
 
     port = free_port()
     (tmp_path / "gunicorn").mkdir()

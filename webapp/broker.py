@@ -1,4 +1,8 @@
-"""Celery, set up as in Flask's own example: tasks run inside the app context."""
+"""Celery, set up as in Flask's own example: tasks run inside the app context.
+
+Every Celery setting of the deployment is here: how tasks are acknowledged, and that a worker
+takes one training run at a time (the Procfile and `make run` do not repeat them).
+"""
 
 from __future__ import annotations
 
@@ -37,13 +41,15 @@ def celery_init_app(app: Flask) -> Celery:
     celery = Celery(app.name, task_cls=FlaskTask)
     celery.conf.update(
         broker_settings(app.config),
+        # A run whose worker dies (OOM, a dyno restart) goes back to the queue, not lost; the
+        # run itself skips what an earlier delivery already published.
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_serializer="json",
         accept_content=["json"],
         broker_connection_retry_on_startup=True,
-        # Workers take one training task at a time.
+        # A training run takes a whole dyno's memory: one at a time per worker.
         worker_concurrency=1,
         include=["workers.tasks"],
     )

@@ -16,8 +16,8 @@ from sqlalchemy import select
 from webapp.extensions import db
 from webapp.models import ModelVersion, TrainingRun
 
-from .conftest import make_app, serve
-from .test_retraining import contribute
+from tests.webapp.conftest import make_app, serve
+from tests.webapp.test_retraining import contribute
 
 pytestmark = pytest.mark.slow
 

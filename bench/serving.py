@@ -1,6 +1,6 @@
 """HTTP benchmark: POST /api/v1/predictions against gunicorn on 127.0.0.1, as deployed.
 
-    python bench/http.py [--requests 2000] [--concurrency 8] [--workers 2] [--ratings 30]
+    python -m bench.serving [--requests 2000] [--concurrency 8] [--workers 2] [--ratings 30]
 
 Starts gunicorn on a free loopback port with a throwaway database and object store
 (the base models from instance/models), sends canvas-like drawings, and prints client
@@ -10,28 +10,14 @@ statuses of predictions each rated as soon as answered (either worker may take t
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import argparse
+import http.client
+import json
+import tempfile
+import threading
+import time
 
-# This file is named after the stdlib's http package; keep its folder off the import path.
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
-
-import argparse  # noqa: E402
-import http.client  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import signal  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from bench.procs import children, free_port, rss_mb  # noqa: E402
-
-
-
+from bench.harness import Gunicorn, bench_env, flask, models_path, print_floors, rss_mb
 
 
 def main() -> int:
@@ -45,42 +31,21 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="as gunicorn.conf.py")
     args = parser.parse_args()
 
-    import numpy as np
-
     from training.devset import generate
     from training.mnist import load_mnist
 
-    models = Path(os.environ.get("INKLING_INSTANCE_PATH", ROOT / "instance")) / "models"
     mnist = load_mnist()
     payloads = [json.dumps({"image": d.data_url}).encode()
                 for d in generate(mnist.x_test, mnist.y_test, per_variant=20, seed=3)]
 
     with tempfile.TemporaryDirectory(prefix="inkling-bench-") as tmp:
-        # One address stands in for many clients here: per-address rate limits would only measure themselves.
-        env = {**os.environ, "INKLING_INSTANCE_PATH": tmp, "MODELS_PATH": str(models), "RATELIMIT_ENABLED": "0"}
-        env.pop("DATABASE_URL", None)
-        env.pop("S3_BUCKET", None)
-        flask = [str(Path(sys.executable).parent / "flask"), "--app", "webapp"]
-        subprocess.run(flask + ["db", "upgrade"], env=env, check=True, capture_output=True, cwd=ROOT)
-        subprocess.run(flask + ["models", "import-base"], env=env, check=True, capture_output=True, cwd=ROOT)
-        port = free_port()
-        server = subprocess.Popen(
-            [str(Path(sys.executable).parent / "gunicorn"), "--bind", f"127.0.0.1:{port}",
-             "--workers", str(args.workers), "--threads", str(args.threads), "--log-level", "warning",
-             "webapp:create_app()"], env=env, cwd=ROOT)
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                    connection.request("GET", "/healthz")
-                    if connection.getresponse().status == 200:
-                        break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise SystemExit("gunicorn did not become healthy in 60 s")
-                time.sleep(0.5)
+        env = bench_env(tmp, MODELS_PATH=str(models_path()))
+        flask(env, "db", "upgrade")
+        flask(env, "models", "import-base")
+        server = Gunicorn(env, args=["--workers", str(args.workers), "--threads", str(args.threads)],
+                          workers=args.workers, timeout=60)
+        with server:
+            port = server.port
 
             def run(requests: int, concurrency: int):
                 return fire(port, payloads, requests, concurrency)
@@ -88,10 +53,13 @@ def main() -> int:
             serial = run(args.serial_requests, 1)
             loaded = run(args.requests, args.concurrency)
             ratings = rate_at_once(port, payloads, args.ratings)
-            worker_rss = [rss_mb(pid) for pid in children(server.pid)]
-        finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(timeout=30)
+            worker_rss = [rss_mb(pid) for pid in server.workers()]
+
+    return report(args, serial, loaded, worker_rss, ratings)
+
+
+def report(args, serial: dict, loaded: dict, worker_rss: list[float], ratings: dict) -> int:
+    import numpy as np
 
     print(f"POST /api/v1/predictions against gunicorn ({args.workers} workers x {args.threads} threads, "
           "SQLite + local store, canvas-like drawings)")
@@ -113,10 +81,7 @@ def main() -> int:
               (f"0 errors in {args.requests} requests at concurrency {args.concurrency}", errors == 0),
               ("every web worker <= 200 MB RSS", bool(worker_rss) and max(worker_rss) <= 200),
               (f"{args.ratings} x 201 for ratings sent at once", ratings == {201: args.ratings})]
-    print("\nFloors (issues #3 and #7)")
-    for label, passed in checks:
-        print(f"  {'PASS' if passed else 'FAIL'}  {label}")
-    return 0 if all(passed for _, passed in checks) else 1
+    return print_floors("Floors (issues #3 and #7)", checks)
 
 
 def rate_at_once(port: int, payloads: list[bytes], count: int) -> dict:

@@ -1,0 +1,96 @@
+"""A training run as a worker executes it, task body called directly: fine-tune, gate, publish, resume."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from tests.webapp.test_retraining import contribute, fast_training, many_drawings, queued  # noqa: F401
+from webapp.extensions import db
+from webapp.models import Drawing, ModelVersion, TrainingRun
+
+
+def test_a_run_fine_tunes_gates_and_publishes_both_networks(app, client, many_drawings, admin_token, queued,
+                                                          fast_training):
+    from workers.fine_tuning import execute_run
+
+    app.config["AUTO_CONFIRM"] = True
+    contribute(client, many_drawings[:120])
+    response = client.post("/api/v1/training-runs", headers=admin_token)
+    assert response.status_code == 202 and response.json["status"] == "queued" and response.json["created"]
+    run_id = response.json["id"]
+    assert queued == [[run_id]]
+    again = client.post("/api/v1/training-runs", headers=admin_token)
+    assert again.json["id"] == run_id and not again.json["created"]  # no duplicate while one is live
+
+    with app.app_context():
+        result = execute_run(run_id)
+    body = client.get(f"/api/v1/training-runs/{run_id}", headers=admin_token).json
+    assert body["status"] in ("succeeded", "rejected") and body["progress"]["percent"] == 100.0
+    assert set(result) == {"fnn", "cnn"}
+    for name, entry in result.items():
+        assert entry["decision"] in ("promoted", "rejected") and entry["reason"]
+        assert entry["version"] == 2 and entry["parent"] == 1
+        assert entry["before"]["holdout_size"] == entry["after"]["holdout_size"] > 0
+        assert entry["new_samples"] > 0
+    with app.app_context():
+        for name, entry in result.items():
+            rows = db.session.scalars(select(ModelVersion).where(ModelVersion.name == name)
+                                      .order_by(ModelVersion.version)).all()
+            assert [row.version for row in rows] == [1, 2]
+            expected = ["retired", "active"] if entry["decision"] == "promoted" else ["active", "rejected"]
+            assert [row.status for row in rows] == expected
+            assert app.extensions["inkling.store"].exists(rows[1].onnx_key)
+            # The holdout was never trained on: the version's samples exclude it.
+            holdout = db.session.scalar(select(func.count()).select_from(Drawing).where(Drawing.holdout))
+            assert rows[1].samples_used == 120 - holdout
+        # Running the same run again (a redelivered message) publishes nothing more.
+        execute_run(run_id)
+        assert db.session.scalar(select(func.count()).select_from(ModelVersion)) == 4
+        assert db.session.get(TrainingRun, run_id).lock is None
+    listing = client.get("/api/v1/training-runs", headers=admin_token).json
+    assert [item["id"] for item in listing["items"]] == [run_id]
+
+
+def test_a_poisoned_batch_is_not_promoted(app, client, many_drawings, admin_token, queued, fast_training):
+    from workers.fine_tuning import execute_run
+
+    app.config.update(AUTO_CONFIRM=True, FINETUNE_EPOCHS=6)
+    contribute(client, many_drawings[:100])  # honest drawings: the holdout comes from these
+    from webapp.models import utcnow
+
+    with app.app_context():  # as if version 1 had trained on the honest drawings
+        db.session.execute(ModelVersion.__table__.update().values(data_until=utcnow()))
+        db.session.commit()
+    contribute(client, many_drawings[100:220], wrong=True)  # then every label is wrong
+    run_id = client.post("/api/v1/training-runs", headers=admin_token).json["id"]
+    with app.app_context():
+        result = execute_run(run_id)
+        for name in ("fnn", "cnn"):
+            assert result[name]["decision"] == "rejected", result[name]
+            active = db.session.scalar(select(ModelVersion).where(ModelVersion.name == name,
+                                                                  ModelVersion.status == "active"))
+            assert active.version == 1
+        assert db.session.get(TrainingRun, run_id).status == "rejected"
+
+
+def test_nothing_new_means_nothing_to_train(app, client, admin_token, queued, fast_training):
+    from workers.fine_tuning import execute_run
+
+    run_id = client.post("/api/v1/training-runs", headers=admin_token).json["id"]
+    with app.app_context():
+        result = execute_run(run_id)
+    assert {entry["decision"] for entry in result.values()} == {"skipped"}
+    assert client.get(f"/api/v1/training-runs/{run_id}", headers=admin_token).json["status"] == "succeeded"
+
+
+def test_a_run_that_keeps_losing_its_worker_ends_failed(app, client, admin_token, queued):
+    from workers.fine_tuning import execute_run
+
+    run_id = client.post("/api/v1/training-runs", headers=admin_token).json["id"]
+    with app.app_context():
+        db.session.get(TrainingRun, run_id).attempts = app.config["MAX_RUN_ATTEMPTS"]
+        db.session.commit()
+        assert execute_run(run_id) == {}
+        run = db.session.get(TrainingRun, run_id)
+        assert run.status == "failed" and "lost 3 times" in run.error and run.lock is None
+        assert db.session.scalar(select(func.count()).select_from(ModelVersion)) == 2  # only the v1s

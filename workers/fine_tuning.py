@@ -1,0 +1,201 @@
+"""A training run, executed: load the confirmed drawings, fine-tune each network, gate, publish, report.
+
+Runs in Celery workers only. Keras comes in through training/ inside the functions that
+train, so a worker's main process stays small and forks its pool without TensorFlow loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from flask import current_app
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+
+from training import MODEL_NAMES
+from webapp.extensions import db
+from webapp.models import Drawing, ModelVersion, TrainingRun, utcnow
+from webapp.runs import LIVE, finish, next_version, record_version
+from webapp.storage import StorageError, get_store
+
+log = logging.getLogger(__name__)
+
+
+class TransientError(RuntimeError):
+    """Worth retrying: the store or the database hiccuped."""
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """What one network's fine-tuning sees: the new batch, older drawings to replay, the holdout."""
+
+    new: object  # training.finetune.Samples (imported lazily: it brings Keras)
+    replay: object
+    holdout: object
+    data_until: datetime | None
+
+
+def execute_run(run_id: str) -> dict:
+    """Fine-tune both networks for run ``run_id``; safe to call again after a crash."""
+    run = db.session.get(TrainingRun, run_id)
+    if run is None:
+        log.warning("training run %s does not exist; nothing to do", run_id)
+        return {}
+    if run.status not in LIVE:
+        return run.result or {}
+    if not _begin_attempt(run):
+        return {}
+    try:
+        result = _train_all(run)
+    except (StorageError, OperationalError) as exc:
+        db.session.rollback()
+        run = db.session.get(TrainingRun, run_id)
+        run.status, run.progress = "queued", {"phase": "waiting to retry", "error": str(exc)[:200]}
+        db.session.commit()
+        raise TransientError(str(exc)) from exc
+    except Exception as exc:
+        log.exception("training run %s failed", run_id)
+        db.session.rollback()
+        finish(db.session.get(TrainingRun, run_id), status="failed", error=f"{exc.__class__.__name__}: {exc}")
+        return {}
+    decisions = [entry.get("decision") for entry in result.values()]
+    status = "rejected" if decisions and all(d == "rejected" for d in decisions) else "succeeded"
+    finish(run, status=status, result=result)
+    return result
+
+
+def _begin_attempt(run: TrainingRun) -> bool:
+    """Count this delivery and mark the run running; False (and the run failed) after too many."""
+    if run.attempts >= current_app.config["MAX_RUN_ATTEMPTS"]:
+        finish(run, status="failed", error=f"the worker was lost {run.attempts} times during this run "
+                                           "(out of memory?); the active versions are unchanged")
+        return False
+    run.attempts += 1
+    run.status, run.started_at, run.heartbeat_at = "running", run.started_at or utcnow(), utcnow()
+    published = db.session.scalar(select(func.count()).select_from(ModelVersion)
+                                  .where(ModelVersion.training_run_id == run.id)) or 0
+    # A redelivered run resumes after the networks it already published; so does its bar.
+    run.progress = {"phase": "loading", "percent": round(100 * published / len(MODEL_NAMES), 1),
+                    "attempt": run.attempts}
+    db.session.commit()
+    return True
+
+
+def _progress(run: TrainingRun, update_: dict, *, index: int) -> None:
+    # Two networks share the bar: the first fills 0-50 %, the second 50-100 %.
+    percent = update_.get("percent", 0.0)
+    run.progress = {**update_, "percent": round(50 * index + percent / 2, 1)}
+    run.heartbeat_at = utcnow()
+    db.session.commit()
+
+
+def _train_all(run: TrainingRun) -> dict:
+    from training.mnist import load_mnist
+
+    mnist = load_mnist()
+    result = dict(run.result or {})
+    for index, name in enumerate(MODEL_NAMES):
+        result[name] = _run_network(run, name, index=index, mnist=mnist, earlier=result.get(name))
+        run.result = result
+        db.session.commit()
+    return result
+
+
+def _run_network(run: TrainingRun, name: str, *, index: int, mnist, earlier: dict | None) -> dict:
+    """One network's part of the run: its result entry (promoted, rejected or skipped)."""
+    done = db.session.scalar(select(ModelVersion).where(ModelVersion.training_run_id == run.id,
+                                                        ModelVersion.name == name))
+    if done is not None:  # an earlier delivery of this run got this far
+        return earlier or {"decision": "promoted" if done.status == "active" else "rejected",
+                           "version": done.version, "reason": done.status_reason}
+    parent = db.session.scalar(select(ModelVersion).where(ModelVersion.name == name,
+                                                          ModelVersion.status == "active"))
+    if parent is None:
+        return {"decision": "skipped", "reason": f"no active {name} version to start from"}
+    data = _training_data(run, parent)
+    if data is None:
+        return {"decision": "skipped", "reason": f"no newly confirmed drawings since v{parent.version}"}
+    return _fine_tune_and_publish(run, name, parent=parent, data=data, mnist=mnist, index=index)
+
+
+def _samples(query):
+    from training.finetune import Samples
+
+    rows = db.session.execute(query.with_only_columns(Drawing.pixels, Drawing.label)).all()
+    if not rows:
+        return Samples.empty()
+    pixels = np.frombuffer(b"".join(row[0] for row in rows), np.uint8).reshape(-1, 28, 28)
+    return Samples(pixels.copy(), np.array([row[1] for row in rows], np.uint8))
+
+
+def _training_data(run: TrainingRun, parent: ModelVersion) -> TrainingData | None:
+    """The drawings confirmed since ``parent`` trained, and the rest it is judged and replayed on."""
+    from training.finetune import Samples
+
+    # Status alone would do (flagged drawings are never confirmed); the flag is belt and braces.
+    confirmed = select(Drawing).where(Drawing.status == "confirmed", ~Drawing.not_digit)
+    training = confirmed.where(~Drawing.holdout, Drawing.confirmed_at <= run.started_at)
+    new_query = training.where(Drawing.confirmed_at > parent.data_until) if parent.data_until else training
+    new = _samples(new_query)
+    if len(new) == 0:
+        return None
+    replay = (_samples(training.where(Drawing.confirmed_at <= parent.data_until)) if parent.data_until
+              else Samples.empty())
+    # Judge on the holdout as it stood before the new batch: a poisoned batch sets some of
+    # its own drawings aside too, and must not get to grade itself.
+    holdout_query = confirmed.where(Drawing.holdout)
+    if parent.data_until:
+        holdout_query = holdout_query.where(Drawing.confirmed_at <= parent.data_until)
+    data_until = db.session.scalar(new_query.with_only_columns(func.max(Drawing.confirmed_at)))
+    return TrainingData(new=new, replay=replay, holdout=_samples(holdout_query), data_until=data_until)
+
+
+def _fine_tune_and_publish(run: TrainingRun, name: str, *, parent: ModelVersion, data: TrainingData, mnist,
+                           index: int) -> dict:
+    import keras
+
+    from training.finetune import evaluate, fine_tune, fine_tune_config, gate
+    from training.versions import KERAS_FILE
+
+    config = current_app.config
+    tune = fine_tune_config(name, epochs=config["FINETUNE_EPOCHS"], mnist_minimum=config["FINETUNE_MNIST_MINIMUM"])
+    with tempfile.TemporaryDirectory(prefix="inkling-run-") as tmp:
+        parent_keras = Path(tmp) / f"parent-{KERAS_FILE}"
+        parent_keras.write_bytes(get_store().get(f"{parent.object_prefix}{KERAS_FILE}"))
+        _progress(run, {"phase": "evaluating parent", "model": name, "percent": 0.0}, index=index)
+        before = evaluate(keras.models.load_model(parent_keras), mnist=mnist, holdout=data.holdout)
+        _progress(run, {"phase": "training", "model": name, "epoch": 0, "epochs": tune.epochs,
+                        "percent": 0.0}, index=index)
+        candidate = fine_tune(parent_keras, name=name, new=data.new, replay=data.replay, mnist=mnist,
+                              seed=config["FINETUNE_SEED"], config=tune,
+                              progress=lambda update_: _progress(run, update_, index=index))
+        _progress(run, {"phase": "evaluating candidate", "model": name, "percent": 100.0}, index=index)
+        after = evaluate(candidate, mnist=mnist, holdout=data.holdout)
+        promote, reason = gate(before, after, mnist_tolerance=config["MNIST_TOLERANCE"])
+        row = _publish(candidate, run=run, name=name, parent=parent, data=data, metrics=after,
+                       promote=promote, reason=reason, mnist=mnist, folder=Path(tmp) / "out")
+    return {"decision": "promoted" if promote else "rejected", "reason": reason, "version": row.version,
+            "parent": parent.version, "before": before, "after": after, "new_samples": len(data.new)}
+
+
+def _publish(candidate, *, run: TrainingRun, name: str, parent: ModelVersion, data: TrainingData, metrics: dict,
+             promote: bool, reason: str, mnist, folder: Path) -> ModelVersion:
+    """Export the candidate as a version, then record it: active if it passed the gate."""
+    from training.export import save_version
+    from training.preprocess import to_model_input
+
+    version = next_version(name)
+    stored = save_version(candidate, root=folder, name=name, version=version, parent=parent.version,
+                          metrics=metrics,
+                          training={"kind": "fine-tune", "run": run.id, "new_samples": len(data.new),
+                                    "replay_samples": len(data.replay),
+                                    "seed": current_app.config["FINETUNE_SEED"]},
+                          check_sample=to_model_input(mnist.x_test[:256]))
+    return record_version(stored, version=version, status="active" if promote else "rejected", reason=reason,
+                          parent_version=parent.version, run=run, samples=len(data.new) + len(data.replay),
+                          data_until=data.data_until)
