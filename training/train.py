@@ -25,6 +25,7 @@ from training.export import save_version  # noqa: E402
 from training.mnist import load_mnist  # noqa: E402
 from training.networks import build  # noqa: E402
 from training.preprocess import to_model_input  # noqa: E402
+from training.synth import synthesise_batch  # noqa: E402
 from training.versions import StoredVersion, default_models_root, list_versions, next_version  # noqa: E402
 
 
@@ -40,6 +41,8 @@ class TrainConfig:
     # "adam" trains from scratch; "sgd" (Nesterov momentum 0.9, no warm-up) continues training
     # a converged network, see compile_model.
     optimizer: str = "adam"
+    # Procedural drawings (training.synth) added to MNIST: styles MNIST's writers rarely used.
+    synthetic: int = 0
 
 
 CONFIGS = {
@@ -136,6 +139,9 @@ def train_base(name: str, *, root: Path, seed: int = 0, config: TrainConfig | No
     x, y = mnist.x_train, mnist.y_train
     if train_limit:
         x, y = x[:train_limit], y[:train_limit]
+    if config.synthetic:
+        synthetic_x, synthetic_y = synthesise_batch(config.synthetic, seed=seed)
+        x, y = np.concatenate([x, synthetic_x]), np.concatenate([y, synthetic_y])
     set_seed(seed)
     model = build(name)
     started = time.perf_counter()
