@@ -97,13 +97,11 @@ def _smooth(points: np.ndarray, per_segment: int = 6) -> np.ndarray:
     if len(points) < 3:
         return points
     padded = np.concatenate([points[:1] * 2 - points[1:2], points, points[-1:] * 2 - points[-2:-1]])
-    t = np.linspace(0, 1, per_segment, endpoint=False)[:, None]
-    pieces = []
-    for i in range(1, len(padded) - 2):
-        p0, p1, p2, p3 = padded[i - 1], padded[i], padded[i + 1], padded[i + 2]
-        pieces.append(0.5 * (2 * p1 + (p2 - p0) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t ** 2
-                             + (3 * p1 - p0 - 3 * p2 + p3) * t ** 3))
-    return np.concatenate(pieces + [points[-1:]])
+    t = np.linspace(0, 1, per_segment, endpoint=False)[None, :, None]
+    p0, p1, p2, p3 = (padded[i:len(padded) - 3 + i, None, :] for i in range(4))
+    curve = 0.5 * (2 * p1 + (p2 - p0) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t ** 2
+                   + (3 * p1 - p0 - 3 * p2 + p3) * t ** 3)
+    return np.concatenate([curve.reshape(-1, 2), points[-1:]])
 
 
 def _draw(strokes: list[np.ndarray], pen: float) -> np.ndarray:
