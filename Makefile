@@ -7,7 +7,7 @@ PORT ?= 5000
 HOST ?= 127.0.0.1
 export INKLING_INSTANCE_PATH := $(abspath $(INSTANCE))
 
-.PHONY: run setup test install data models bench bench-accuracy bench-latency bench-http bench-continual bench-export bench-load bench-hotswap translations clean
+.PHONY: run setup test install data models bench bench-accuracy bench-writers bench-latency bench-http bench-continual bench-export bench-load bench-hotswap translations clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,8 +44,13 @@ test: install
 
 bench: bench-accuracy bench-latency bench-http bench-continual
 
+# MODELS=<folder> measures another models folder (a candidate's) instead of instance/models.
 bench-accuracy: models
-	$(BIN)/python bench/accuracy.py
+	$(BIN)/python bench/accuracy.py $(if $(MODELS),--models $(MODELS))
+
+# The writers benchmark alone: per writer and network (needs the font packages .ci/run installs).
+bench-writers: models
+	$(BIN)/python bench/writers.py $(if $(MODELS),--models $(MODELS))
 
 bench-latency: models
 	$(BIN)/python bench/latency.py

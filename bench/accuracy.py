@@ -1,14 +1,18 @@
-"""Accuracy of the served models: MNIST test split, and canvas-like drawings by variant.
+"""Accuracy of the served models: MNIST test split, canvas-like drawings, and the writers benchmark.
 
     python bench/accuracy.py [--models instance/models] [--per-variant 1000] [--seed 0]
+                             [--clean 20] [--messy 2]
 
+``--models`` (or INKLING_INSTANCE_PATH) points it at any models folder, a candidate's included.
 Everything goes through the serving path: the drawings through training.preprocess, the
-networks through their ONNX artifacts. Prints a table and the floors from issue #2.
+networks through their ONNX artifacts. Prints the tables and the floors, PASS or FAIL; exits
+1 if any floor fails.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -23,27 +27,33 @@ from training import MODEL_NAMES  # noqa: E402
 from training.devset import VARIANTS, generate  # noqa: E402
 from training.mnist import load_mnist  # noqa: E402
 from training.predictor import Predictor  # noqa: E402
-from training.preprocess import preprocess, to_model_input  # noqa: E402
+from training.preprocess import preprocess  # noqa: E402
+from training.scoring import score  # noqa: E402
 from training.versions import default_models_root  # noqa: E402
 
-FLOORS = {  # issue #2
+FLOORS = {
     "mnist": {"cnn": 0.995, "fnn": 0.985},
-    "canvas": {"cnn": 0.99, "fnn": 0.97},
+    "canvas": {"cnn": 0.993, "fnn": 0.983},
     "canvas_variant": {"cnn": 0.97},
+    "writers_clean": {"cnn": 0.99, "fnn": 0.975},
+    "writers_messy": {"cnn": 0.98, "fnn": 0.95},
+    "worst_writer": {"cnn": 0.95},
 }
 
 
-def batch_accuracy(predictor: Predictor, pixels: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    batch = to_model_input(pixels)
-    return {name: float(np.mean(model.probabilities(batch).argmax(axis=1) == labels))
-            for name, model in predictor.models.items()}
+def _writers_bench():
+    # Loaded by path: this folder is kept off sys.path (see above).
+    spec = importlib.util.spec_from_file_location("bench_writers", Path(__file__).with_name("writers.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def main() -> int:
+    writers_bench = _writers_bench()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", type=Path, default=None)
+    writers_bench.add_arguments(parser)
     parser.add_argument("--per-variant", type=int, default=1000)
-    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     root = args.models or default_models_root()
     predictor = Predictor.from_directory(root)
@@ -51,7 +61,8 @@ def main() -> int:
     versions = ", ".join(f"{name} v{model.version}" for name, model in predictor.models.items())
     print(f"models: {versions} ({root})")
 
-    mnist_accuracy = batch_accuracy(predictor, mnist.x_test, mnist.y_test)
+    mnist_accuracy = {name: score(model, mnist.x_test, mnist.y_test).accuracy()
+                      for name, model in predictor.models.items()}
     print(f"\nMNIST test split ({len(mnist.x_test):,} digits)")
     for name in MODEL_NAMES:
         print(f"  {name}: {mnist_accuracy[name]:.2%}")
@@ -62,30 +73,44 @@ def main() -> int:
     pixels = np.stack([preprocess(d.data_url).pixels for d in drawings])
     labels = np.array([d.label for d in drawings])
     variants = np.array([d.variant for d in drawings])
+    canvas = {name: score(model, pixels, labels) for name, model in predictor.models.items()}
     print(f"\nCanvas-like drawings from MNIST test digits: {len(drawings):,} "
           f"({args.per_variant} per variant, seed {args.seed}; generated in {generated:.0f} s)")
     print(f"  {'variant':<14}" + "".join(f"{name:>9}" for name in MODEL_NAMES))
-    by_variant = {}
+    by_variant = {name: canvas[name].by(variants) for name in MODEL_NAMES}
     for variant in VARIANTS:
-        chosen = variants == variant
-        by_variant[variant] = batch_accuracy(predictor, pixels[chosen], labels[chosen])
-        print(f"  {variant:<14}" + "".join(f"{by_variant[variant][name]:>9.2%}" for name in MODEL_NAMES))
-    overall = batch_accuracy(predictor, pixels, labels)
+        print(f"  {variant:<14}" + "".join(f"{by_variant[name][variant]:>9.2%}" for name in MODEL_NAMES))
+    overall = {name: canvas[name].accuracy() for name in MODEL_NAMES}
     print(f"  {'all':<14}" + "".join(f"{overall[name]:>9.2%}" for name in MODEL_NAMES))
 
-    print("\nFloors (issue #2)")
-    failures = 0
-    checks = [(f"MNIST {name} >= {floor:.1%}", mnist_accuracy[name] >= floor)
+    print()
+    data = writers_bench.load(args)
+    writer_scores = writers_bench.writer_scores(predictor, data)
+    writers_bench.print_table(data, writer_scores)
+    clean = data.clean
+
+    print("\nFloors")
+    checks = [(f"MNIST {name} >= {floor:.1%}", mnist_accuracy[name], floor)
               for name, floor in FLOORS["mnist"].items()]
-    checks += [(f"canvas {name} >= {floor:.1%}", overall[name] >= floor)
+    checks += [(f"canvas-like {name} >= {floor:.1%}", overall[name], floor)
                for name, floor in FLOORS["canvas"].items()]
-    worst = min(VARIANTS, key=lambda v: by_variant[v]["cnn"])
-    floor = FLOORS["canvas_variant"]["cnn"]
-    checks.append((f"every variant cnn >= {floor:.0%} (worst: {worst} {by_variant[worst]['cnn']:.2%})",
-                   by_variant[worst]["cnn"] >= floor))
-    for label, passed in checks:
+    for name, floor in FLOORS["canvas_variant"].items():
+        worst = min(VARIANTS, key=by_variant[name].get)
+        checks.append((f"every canvas-like variant {name} >= {floor:.1%} (worst: {worst})",
+                       by_variant[name][worst], floor))
+    checks += [(f"writers clean {name} >= {floor:.1%}", writer_scores[name].accuracy(clean), floor)
+               for name, floor in FLOORS["writers_clean"].items()]
+    checks += [(f"writers messy {name} >= {floor:.1%}", writer_scores[name].accuracy(~clean), floor)
+               for name, floor in FLOORS["writers_messy"].items()]
+    for name, floor in FLOORS["worst_writer"].items():
+        by_writer = writer_scores[name].select(clean).by(data.writers[clean])
+        worst = min(by_writer, key=by_writer.get)
+        checks.append((f"every writer clean {name} >= {floor:.1%} (worst: {worst})", by_writer[worst], floor))
+    failures = 0
+    for label, measured, floor in checks:
+        passed = measured >= floor
         failures += not passed
-        print(f"  {'PASS' if passed else 'FAIL'}  {label}")
+        print(f"  {'PASS' if passed else 'FAIL'}  {label}: {measured:.2%}")
     return 1 if failures else 0
 
 

@@ -53,8 +53,20 @@ def generate(
 
 def render(digit: np.ndarray, variant: str, rng: np.random.Generator) -> str:
     """One MNIST digit (28x28 uint8) drawn as ``variant``, as a data URL."""
-    width, height = CANVASES.get(variant, (int(rng.choice([200, 280, 400])),) * 2)
-    strokes = _strokes(digit, variant)
+    return draw(_mnist_strokes(digit), variant, rng)
+
+
+def draw(
+    strokes: np.ndarray, variant: str, rng: np.random.Generator, *, canvas: tuple[int, int] | None = None,
+) -> str:
+    """A digit's ink (float32 in [0, 1], about 4x MNIST's size) drawn as ``variant``, as a data URL.
+
+    ``canvas`` (width, height) fixes the canvas; by default the variant picks it.
+    """
+    if canvas is None:
+        canvas = CANVASES.get(variant, (int(rng.choice([200, 280, 400])),) * 2)
+    width, height = canvas
+    strokes = pen(strokes, variant)
     if variant == "tiny":
         digit_height = int(rng.integers(16, 29))
     else:
@@ -67,14 +79,18 @@ def render(digit: np.ndarray, variant: str, rng: np.random.Generator) -> str:
     return _encode(ink, variant, rng)
 
 
-def _strokes(digit: np.ndarray, variant: str) -> np.ndarray:
+def _mnist_strokes(digit: np.ndarray) -> np.ndarray:
     values = digit.astype(np.float32) / 255
     rows = np.flatnonzero(values.max(axis=1) > 0.05)
     cols = np.flatnonzero(values.max(axis=0) > 0.05)
     values = values[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
     image = Image.fromarray(np.pad(values, 2))
     big = image.resize((image.width * UPSAMPLE, image.height * UPSAMPLE), Image.Resampling.BILINEAR)
-    strokes = np.asarray(big, np.float32)
+    return np.asarray(big, np.float32)
+
+
+def pen(strokes: np.ndarray, variant: str) -> np.ndarray:
+    """The ink as the variant's pen draws it: a marker for ``thick``, a hairline for ``thin``."""
     if variant == "thick":
         # About twice MNIST's stroke: a marker, or a phone's fat finger.
         grey = Image.fromarray(np.clip(strokes * 255, 0, 255).astype(np.uint8))
