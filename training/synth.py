@@ -42,6 +42,7 @@ TEMPLATES: dict[int, list[list[Stroke]]] = {
         [[(0.22, 0.28), (0.5, 0.0)], [(0.5, 0.0), (0.5, 1.0)]],  # flag
         [[(0.22, 0.28), (0.5, 0.0)], [(0.5, 0.0), (0.5, 1.0)], [(0.2, 1.0), (0.8, 1.0)]],  # flag and base
         [[(0.3, 0.12), (0.5, 0.0)], [(0.5, 0.0), (0.5, 1.0)]],  # short flag
+        [[(0.05, 0.4), (0.35, 0.2), (0.62, 0.0)], [(0.62, 0.0), (0.55, 1.0)]],  # long, curved lead-in
     ],
     2: [
         [_arc(0.5, 0.3, 0.32, 0.3, 190, 380, 12) + [(0.1, 1.0)], [(0.1, 1.0), (0.9, 1.0)]],
@@ -60,6 +61,8 @@ TEMPLATES: dict[int, list[list[Stroke]]] = {
         [[(0.55, 0.0), (0.08, 0.65)], [(0.08, 0.65), (0.95, 0.65)], [(0.7, 0.25), (0.7, 1.0)]],  # open
         [[(0.7, 0.0), (0.08, 0.68)], [(0.08, 0.68), (0.95, 0.68)], [(0.7, 0.0), (0.7, 1.0)]],  # closed
         [[(0.15, 0.0), (0.1, 0.55)], [(0.1, 0.55), (0.9, 0.55)], [(0.72, 0.05), (0.72, 1.0)]],  # upright
+        # One stroke down and along, the bar short, the stem from the top: a narrow, cursive 4.
+        [[(0.65, 0.0), (0.35, 0.3), (0.1, 0.6), (0.45, 0.6), (0.85, 0.56)], [(0.68, 0.12), (0.6, 1.0)]],
     ],
     5: [
         [[(0.85, 0.0), (0.25, 0.0)], [(0.25, 0.0), (0.2, 0.45)],
@@ -70,6 +73,7 @@ TEMPLATES: dict[int, list[list[Stroke]]] = {
     6: [
         [[(0.75, 0.0), (0.45, 0.18), (0.22, 0.5), (0.2, 0.78)] + _arc(0.48, 0.75, 0.3, 0.25, 180, 530, 18)],
         [[(0.6, 0.0), (0.35, 0.4), (0.22, 0.75)] + _arc(0.5, 0.76, 0.3, 0.24, 170, 520, 18)],  # straight stem
+        [[(0.85, 0.1), (0.6, 0.0), (0.3, 0.15), (0.15, 0.5)] + _arc(0.5, 0.7, 0.35, 0.3, 180, 520, 18)],  # hooked, round
     ],
     7: [
         [[(0.08, 0.0), (0.92, 0.0)], [(0.92, 0.0), (0.4, 1.0)]],
@@ -130,7 +134,7 @@ def synthesise(label: int, rng: np.random.Generator, *, template: int | None = N
     """
     templates = TEMPLATES[label]
     template = templates[int(rng.integers(len(templates))) if template is None else template]
-    width = rng.uniform(0.5, 0.85)  # of the height
+    width = rng.uniform(0.4, 0.85)  # of the height: from a narrow cursive hand to a round one
     # x moves right by this much per unit of height; people lean forward more than back.
     slant = float(np.clip(rng.normal(0.08, 0.15), -0.25, 0.5))
     angle = math.radians(rng.normal(0.0, 5.0))
