@@ -30,8 +30,9 @@ class Augmentation:
     elastic_grid: int = 4
 
 
-CNN_AUGMENTATION = Augmentation()
-FNN_AUGMENTATION = Augmentation()
+# Elastic distortion of ~1.5 px raised the FNN's writers accuracy (README, Benchmarks).
+CNN_AUGMENTATION = Augmentation(elastic_pixels=1.5)
+FNN_AUGMENTATION = Augmentation(elastic_pixels=1.5)
 
 
 def augment_batch(images: tf.Tensor, seed: tf.Tensor, spec: Augmentation) -> tf.Tensor:
