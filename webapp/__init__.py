@@ -198,10 +198,11 @@ def register_celery(app: Flask) -> None:
 
 
 def register_commands(app: Flask) -> None:
-    from webapp.cli import dataset_cli, models_cli, storage_cli, tokens_cli, users_cli
+    from webapp.cli import dataset_cli, models_cli, reference_cli, storage_cli, tokens_cli, users_cli
 
     app.cli.add_command(users_cli)
     app.cli.add_command(tokens_cli)
     app.cli.add_command(models_cli)
     app.cli.add_command(dataset_cli)
     app.cli.add_command(storage_cli)
+    app.cli.add_command(reference_cli)

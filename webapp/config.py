@@ -160,6 +160,12 @@ def from_environment(environ=os.environ) -> dict:
         "AUTO_CONFIRM": _bool(environ.get("AUTO_CONFIRM")),
         "AGREEMENT_CONFIDENCE": float(environ.get("AGREEMENT_CONFIDENCE", 0.9)),
         "HOLDOUT_FRACTION": float(environ.get("HOLDOUT_FRACTION", 0.2)),
+        # With this many contributors the holdout is a share of contributors (it then measures
+        # writers no version trained on); with fewer, a share of each digit's drawings.
+        "HOLDOUT_MIN_CONTRIBUTORS": int(environ.get("HOLDOUT_MIN_CONTRIBUTORS", 20)),
+        # No contributor's drawings make more than this share of a run's new batch (the rest wait
+        # for later runs), so that no one writer steers what the networks learn.
+        "CONTRIBUTOR_SHARE": float(environ.get("CONTRIBUTOR_SHARE", 0.25)),
         "RETRAIN_EVERY": int(environ.get("RETRAIN_EVERY", 100)),
         "MNIST_TOLERANCE": float(environ.get("MNIST_TOLERANCE", 0.002)),
         "FINETUNE_EPOCHS": int(environ.get("FINETUNE_EPOCHS", 4)),
