@@ -32,9 +32,10 @@ setup: models
 	$(BIN)/flask --app webapp models import-base
 
 # The web server and a Celery worker, with embedded defaults (SQLite, local storage and a
-# SQLite broker) unless DATABASE_URL, S3_BUCKET or REDIS_URL say otherwise. Ctrl-C stops both.
+# SQLite broker) unless DATABASE_URL, S3_BUCKET or REDIS_URL say otherwise; the worker's beat (-B)
+# prunes expired predictions hourly. Ctrl-C stops both.
 run: setup
-	@$(BIN)/celery -A workers.celery_app worker --loglevel=INFO --concurrency=1 --pool=solo & worker=$$!; \
+	@$(BIN)/celery -A workers.celery_app worker -B --loglevel=INFO --concurrency=1 --pool=solo & worker=$$!; \
 	trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
 	echo "Inkling on http://$(HOST):$(PORT)/"; \
 	$(BIN)/gunicorn --config gunicorn.conf.py --bind $(HOST):$(PORT) "webapp:create_app()"

@@ -15,3 +15,13 @@ def fine_tune_models(self, run_id: str) -> dict:
     from webapp.retraining import execute_run
 
     return execute_run(run_id)
+
+
+@shared_task(name="inkling.prune_expired_predictions", ignore_result=True)
+def prune_expired_predictions() -> dict:
+    """Delete expired unrated predictions (sent by beat every PRUNE_EVERY_SECONDS)."""
+    from dataclasses import asdict
+
+    from webapp.retention import prune_expired
+
+    return asdict(prune_expired())
