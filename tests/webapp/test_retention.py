@@ -15,7 +15,7 @@ from webapp.models import AuditEvent, Drawing, Prediction, Rating, utcnow
 from webapp.storage import StorageUnavailable, get_store
 
 from .conftest import make_app, serve, stored_drawing_keys
-from .test_storage import monkeypatch_module, s3_config, s3_endpoint  # noqa: F401  (fixtures)
+from .test_storage import monkeypatch_module, s3_config, s3_endpoint, s3_store  # noqa: F401  (fixtures)
 
 PASSWORD = "long enough"
 
@@ -111,22 +111,22 @@ def test_the_store_failing_halfway_leaves_no_row_without_its_object(any_app, can
     expired = [predict(client, drawing) for drawing in canvas_drawings[:6]]
     backdate(app, expired, days=30)
     store = app.extensions["inkling.store"]
-    real_delete, deletes = store.delete, []
+    real_delete_many, batches = store.delete_many, []
 
-    def failing_delete(key):
-        if len(deletes) == 3:
+    def failing_delete_many(keys):
+        if len(batches) == 1:
             raise StorageUnavailable("S3 delete failed: the network went away")
-        deletes.append(key)
-        real_delete(key)
+        batches.append(keys)
+        real_delete_many(keys)
 
-    monkeypatch.setattr(store, "delete", failing_delete)
+    monkeypatch.setattr(store, "delete_many", failing_delete_many)
     result = prune(app, "--batch-size", "2")
     assert result.exit_code != 0 and "flask storage reconcile" in result.output
     rows, objects = stored_drawing_keys(app)
     assert rows <= objects, "a row points at a deleted object"
-    assert len(rows) == 2 and len(objects) == 3  # the second batch's rows went; one object did not
-    # The object left behind is an orphan the reconciler removes; the next prune does the rest.
-    monkeypatch.setattr(store, "delete", real_delete)
+    assert len(rows) == 2 and len(objects) == 4  # the second batch's rows went, its objects did not
+    # The objects left behind are orphans the reconciler removes; the next prune does the rest.
+    monkeypatch.setattr(store, "delete_many", real_delete_many)
     assert app.test_cli_runner().invoke(args=["storage", "reconcile", "--older-than", "0"]).exit_code == 0
     assert prune(app).exit_code == 0
     assert stored_drawing_keys(app) == (set(), set())
@@ -158,3 +158,15 @@ def test_the_worker_task_prunes_and_beat_schedules_it(app, client, canvas_drawin
         assert prune_expired_predictions.run()["rows"] == 1
     schedule = app.extensions["celery"].conf.beat_schedule
     assert [entry["task"] for entry in schedule.values()] == ["inkling.prune_expired_predictions"]
+
+
+def test_s3_deletes_many_objects_per_request(s3_store):
+    keys = [f"drawings/ab/{index}.png" for index in range(1003)]  # more than one request's worth
+    for key in keys[:3] + keys[-3:]:
+        s3_store.put(key, b"png", content_type="image/png")
+    calls = []
+    real = s3_store.client.delete_objects
+    s3_store.client.delete_objects = lambda **kwargs: calls.append(kwargs) or real(**kwargs)
+    s3_store.delete_many(keys[1:])  # missing keys are no error, as for delete()
+    assert [obj.key for obj in s3_store.list("drawings/")] == [keys[0]]
+    assert [len(call["Delete"]["Objects"]) for call in calls] == [1000, 2]
