@@ -7,7 +7,7 @@ PORT ?= 5000
 HOST ?= 127.0.0.1
 export INKLING_INSTANCE_PATH := $(abspath $(INSTANCE))
 
-.PHONY: run setup test install data models bench bench-accuracy bench-writers bench-latency bench-http bench-continual bench-export bench-load bench-hotswap translations clean
+.PHONY: run setup test install data models bench bench-accuracy bench-writers bench-latency bench-http bench-continual bench-export bench-load bench-hotswap bench-prune translations clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,10 @@ bench-continual: models
 # Needs MNIST only (its digits are the drawings); `--database-url` runs it on PostgreSQL.
 bench-export: data
 	$(BIN)/python bench/export.py
+
+# 100,000 expired predictions pruned on PostgreSQL + moto S3 while gunicorn answers (COUNT= for fewer).
+bench-prune: install
+	$(BIN)/python bench/prune.py $(if $(COUNT),--count $(COUNT))
 
 # Predictions at concurrency 1, 8 and 32 (wrk), contributions on PostgreSQL + moto S3, and a
 # 10-minute soak at half the peak rate; needs wrk (apt-get install wrk) and PostgreSQL.
