@@ -136,10 +136,11 @@ def register_services(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from webapp import access, admin, admin_api, api, pages
+    from webapp import access, admin, admin_api, api, my_drawings, pages
     from webapp.extensions import csrf
 
     app.register_blueprint(pages.bp)
+    app.register_blueprint(my_drawings.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(access.bp)
     app.register_blueprint(api.bp)

@@ -274,3 +274,21 @@ def upload_reference(file: Path) -> None:
         raise click.ClickException(str(exc)) from None
     get_store().put(REFERENCE_KEY, data, content_type="application/octet-stream")
     click.echo(f"reference set of {len(reference['y']):,} drawings -> {REFERENCE_KEY} in the object store")
+
+
+@storage_cli.command("prune")
+@click.option("--batch-size", type=click.IntRange(min=1, max=10_000), default=None,
+              help="drawings per transaction (default PRUNE_BATCH_SIZE, 1,000)")
+def prune(batch_size: int | None) -> None:
+    """Delete unrated, unflagged predictions older than PREDICTION_RETENTION: rows, then objects."""
+    import time
+
+    from webapp.retention import prune_expired
+
+    started = time.perf_counter()
+    result = prune_expired(batch_size=batch_size)
+    click.echo(f"deleted {result.rows} expired predictions and {result.objects} objects "
+               f"older than {current_app.config['PREDICTION_RETENTION']} ({time.perf_counter() - started:.1f} s)")
+    if result.stopped:
+        raise click.ClickException(f"stopped early ({result.stopped}); {result.orphans} objects without a row "
+                                   "are left for `flask storage reconcile`, the rest for the next prune")

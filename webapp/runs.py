@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from webapp.curation import waiting_count
 from webapp.extensions import db
-from webapp.models import Drawing, ModelVersion, TrainingRun, iso, utcnow
+from webapp.models import ModelVersion, TrainingRun, iso, utcnow
 from webapp.storage import StorageError, get_store
 
 log = logging.getLogger(__name__)
