@@ -14,7 +14,7 @@ from werkzeug.security import generate_password_hash
 
 from webapp.audit import record
 from webapp.extensions import db
-from webapp.models import ROLE_PERMISSIONS, SCOPE_IMPLIES, TOKEN_SCOPES, ApiToken, User, utcnow
+from webapp.models import ROLE_PERMISSIONS, SCOPE_IMPLIES, TOKEN_SCOPES, ApiToken, User, iso, utcnow
 from webapp.services import ServiceError
 
 ASSIGNABLE_ROLES = ("reviewer", "admin")
@@ -152,8 +152,6 @@ def revoke_token(token: ApiToken) -> None:
 
 
 def token_json(token: ApiToken) -> dict:
-    from webapp.api import iso
-
     return {"id": token.id, "name": token.name, "user": token.user.username, "scopes": token.scope_list,
             "created": iso(token.created_at), "expires": iso(token.expires_at), "revoked": iso(token.revoked_at),
             "last_used": iso(token.last_used_at), "predict_limit": token.predict_limit,

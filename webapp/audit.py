@@ -7,7 +7,7 @@ import hashlib
 from flask import g, has_request_context
 
 from webapp.extensions import db
-from webapp.models import AuditEvent
+from webapp.models import AuditEvent, iso
 
 # Every action the log knows, in the order the admin page's filter lists them.
 ACTIONS = ("drawing.confirm", "drawing.reject", "drawing.relabel", "drawing.flag", "drawing.delete",
@@ -44,7 +44,5 @@ def record(action: str, *, actor: str | None = None, target: str | None = None, 
 
 
 def event_json(event: AuditEvent) -> dict:
-    from webapp.api import iso
-
     return {"id": event.id, "at": iso(event.created_at), "action": event.action, "actor": event.actor,
             "target": event.target, "detail": event.detail or {}}

@@ -12,7 +12,6 @@ from sqlalchemy import DateTime, MetaData
 from sqlalchemy.types import TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, registry
 
-from webapp.security import rate_limit_key
 
 # Named constraints, so Alembic can alter them on every backend (SQLite included).
 NAMING_CONVENTION = {
@@ -61,6 +60,17 @@ bootstrap = Bootstrap5()
 login_manager = LoginManager()
 csrf = CSRFProtect()
 babel = Babel()
+
+
+def rate_limit_key() -> str:
+    """Token requests count against their token, wherever they come from; others against their address."""
+    from flask import g
+    from flask_limiter.util import get_remote_address
+
+    token = g.get("api_token")
+    return f"token:{token.id}" if token is not None else get_remote_address()
+
+
 # Keyed on the client's address as ProxyFix leaves it (Heroku's router's view, not a header
 # the client wrote), or on the API token a request carries; counts live in Redis when there
 # is one, so every worker shares them.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, g
+from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 # The pages load scripts and styles from this site only; data: images are the previews the
@@ -40,10 +40,3 @@ def init_security(app: Flask) -> None:
              force_https_permanent=True)
     app.view_functions["health.healthz"].talisman_view_options = {"force_https": False}
 
-
-def rate_limit_key() -> str:
-    """Token requests count against their token, wherever they come from; others against their address."""
-    from flask_limiter.util import get_remote_address
-
-    token = g.get("api_token")
-    return f"token:{token.id}" if token is not None else get_remote_address()
