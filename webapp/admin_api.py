@@ -14,7 +14,7 @@ from webapp.curation import confirm, reject
 from webapp.models import ApiToken, Drawing, ModelVersion, TrainingRun
 from webapp.parsing import json_object
 from webapp.runs import ArtifactInvalid, QueueUnavailable, activate, maybe_trigger_automatically, request_run, run_json
-from webapp.services import ServiceError
+from webapp.errors import ServiceError
 
 bp = Blueprint("admin_api", __name__, url_prefix="/api/v1")
 

@@ -11,12 +11,12 @@ from sqlalchemy import case, func, select, text
 
 from training.preprocess import preprocess
 from webapp.auth import contribute_limit, predict_limit, sent_by_staff
+from webapp.errors import ServiceError
 from webapp.extensions import db, limiter
 from webapp.models import SOURCES, STATUSES, Drawing, ModelVersion, Prediction, Rating
 from webapp.parsing import int_arg, json_object
 from webapp.registry import ModelsUnavailable, get_registry
-from webapp.services import (ServiceError, contributions_of, flag_not_digit, predict_drawing, record_feedback,
-                             save_drawing)
+from webapp.services import contributions_of, flag_not_digit, predict_drawing, record_feedback, save_drawing
 from webapp.storage import ObjectNotFound, StorageError, get_store
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")

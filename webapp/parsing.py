@@ -10,7 +10,7 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 from werkzeug.routing import IntegerConverter
 
-from webapp.services import ServiceError
+from webapp.errors import ServiceError
 
 # The deepest body the API takes is {"items": [{...}]}; the margin is for clients' own wrappers.
 MAX_JSON_DEPTH = 32
