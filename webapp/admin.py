@@ -22,7 +22,7 @@ from webapp import dashboard
 from webapp.auth import admin_page, review_page
 from webapp.extensions import db, limiter
 from webapp.models import SOURCES, STATUSES, Drawing, Prediction, User
-from webapp.pages import local_path
+from webapp.redirects import local_path
 from webapp.parsing import MAX_INT_DIGITS, int_arg
 from webapp.runs import live_run
 
