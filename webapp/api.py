@@ -13,7 +13,7 @@ from training.preprocess import preprocess
 from webapp.auth import contribute_limit, predict_limit, sent_by_staff
 from webapp.errors import ServiceError
 from webapp.extensions import db, limiter
-from webapp.models import SOURCES, STATUSES, Drawing, ModelVersion, Prediction, Rating
+from webapp.models import SOURCES, STATUSES, Drawing, ModelVersion, Prediction, Rating, iso
 from webapp.parsing import int_arg, json_object
 from webapp.registry import ModelsUnavailable, get_registry
 from webapp.services import contributions_of, flag_not_digit, predict_drawing, record_feedback, save_drawing
@@ -25,14 +25,6 @@ health = Blueprint("health", __name__)
 MAX_PAGE = 1_000_000
 LABEL_MESSAGE = "label must be an integer digit from 0 to 9"
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
-
-
-def iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    if moment.tzinfo is None:  # SQLite hands back naive datetimes; they were stored as UTC
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.isoformat(timespec="seconds")
 
 
 def _label(value, *, required: bool = True) -> int | None:
