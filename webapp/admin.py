@@ -20,6 +20,7 @@ from wtforms.validators import DataRequired, Length
 
 from webapp import dashboard
 from webapp.auth import admin_page, review_page
+from webapp.drawings import column_filters
 from webapp.extensions import db, limiter
 from webapp.models import SOURCES, STATUSES, Drawing, Prediction, User
 from webapp.redirects import local_path
@@ -122,17 +123,9 @@ def _date_arg(name: str) -> date | None:
 def _drawing_filters() -> tuple[list, dict]:
     """The review queue's and dataset browser's filters, from the query string."""
     args = request.args
-    filters, chosen = [], {}
-    label = int_arg("label", default=None, low=0, high=9, message=_("label must be a digit from 0 to 9"))
-    if label is not None:
-        filters.append(Drawing.label == label)
-        chosen["label"] = str(label)
-    for name, allowed in (("status", STATUSES), ("source", SOURCES)):
-        if value := args.get(name, ""):
-            if value not in allowed:
-                abort(400, description=_("%(name)s must be one of %(allowed)s", name=name, allowed=", ".join(allowed)))
-            filters.append(getattr(Drawing, name) == value)
-            chosen[name] = value
+    filters, chosen = column_filters(
+        label_message=_("label must be a digit from 0 to 9"),
+        one_of=lambda name, allowed: _("%(name)s must be one of %(allowed)s", name=name, allowed=", ".join(allowed)))
     if args.get("not_digit") == "1":
         filters.append(Drawing.not_digit)
         chosen["not_digit"] = "1"
