@@ -71,6 +71,7 @@ def bombs(app, repeats: int) -> list[tuple[str, bool]]:
 
     from training.preprocess import PreprocessError, preprocess
     from tests.webapp import hostile_corpus as corpus
+    from webapp.config import MAX_IMAGE_BYTES
 
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
     client = app.test_client()
@@ -82,7 +83,7 @@ def bombs(app, repeats: int) -> list[tuple[str, bool]]:
 
         def direct():
             try:
-                preprocess(url)
+                preprocess(url, max_bytes=MAX_IMAGE_BYTES)
                 return "accepted"
             except PreprocessError as exc:
                 return f"{exc.status} {exc.code}"

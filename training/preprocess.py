@@ -27,7 +27,6 @@ from training import IMAGE_SIZE
 FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 MIME_ALIASES = {"image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg", "image/x-png": "image/png"}
 
-MAX_IMAGE_BYTES = 4 * 1024 * 1024
 MAX_PIXELS = 4_000_000  # ~2000x2000; decoding stays under ~16 MB of RGBA
 MAX_SIDE = 4096
 MIN_SIDE = 8
@@ -120,7 +119,7 @@ def to_model_input(pixels: np.ndarray) -> np.ndarray:
     return (pixels.reshape(-1, IMAGE_SIZE, IMAGE_SIZE, 1).astype(np.float32)) / np.float32(255)
 
 
-def preprocess(payload: bytes | str, *, max_bytes: int = MAX_IMAGE_BYTES) -> Preprocessed:
+def preprocess(payload: bytes | str, *, max_bytes: int | None = None) -> Preprocessed:
     """Turn an upload (image bytes, a ``data:`` URL or bare base64) into an MNIST-like digit.
 
     Raises a :class:`PreprocessError` subclass for anything that is not a usable drawing.
@@ -129,12 +128,17 @@ def preprocess(payload: bytes | str, *, max_bytes: int = MAX_IMAGE_BYTES) -> Pre
     return Preprocessed(pixels=_normalise(_digit_ink(_ink_signal(image))), upload=upload)
 
 
-def decode_payload(payload: bytes | str, *, max_bytes: int = MAX_IMAGE_BYTES) -> tuple[bytes, str | None]:
-    """Return the image bytes of a payload and the MIME type it declared, if any."""
+def decode_payload(payload: bytes | str, *, max_bytes: int | None = None) -> tuple[bytes, str | None]:
+    """Return the image bytes of a payload and the MIME type it declared, if any.
+
+    ``max_bytes`` is the deployment's limit on an upload (the web app passes its
+    MAX_IMAGE_BYTES); None sets no byte limit, for images the caller made itself. The limits
+    on pixels and sides hold either way.
+    """
     if isinstance(payload, (bytes, bytearray, memoryview)):
         payload = bytes(payload)
         if not payload.startswith(b"data:"):
-            if len(payload) > max_bytes:
+            if max_bytes is not None and len(payload) > max_bytes:
                 raise ImageTooLarge(f"the image is {len(payload):,} bytes; the limit is {max_bytes:,}")
             return payload, None
         try:
@@ -144,7 +148,7 @@ def decode_payload(payload: bytes | str, *, max_bytes: int = MAX_IMAGE_BYTES) ->
     if not isinstance(payload, str):
         raise InvalidEncoding("the image must be a string (a data: URL or base64)")
     # base64 grows data by 4/3; refuse before decoding anything oversized.
-    if len(payload) > max_bytes * 4 // 3 + 256:
+    if max_bytes is not None and len(payload) > max_bytes * 4 // 3 + 256:
         raise ImageTooLarge(f"the image is larger than the {max_bytes:,}-byte limit")
     declared = None
     text = payload.strip()
@@ -163,7 +167,7 @@ def decode_payload(payload: bytes | str, *, max_bytes: int = MAX_IMAGE_BYTES) ->
     raw = _strict_b64decode(text)
     if not raw:
         raise InvalidEncoding("the image is empty")
-    if len(raw) > max_bytes:
+    if max_bytes is not None and len(raw) > max_bytes:
         raise ImageTooLarge(f"the image is {len(raw):,} bytes; the limit is {max_bytes:,}")
     return raw, declared
 
@@ -182,7 +186,7 @@ def _strict_b64decode(text: str) -> bytes:
     return raw
 
 
-def open_upload(payload: bytes | str, *, max_bytes: int = MAX_IMAGE_BYTES) -> tuple[Upload, Image.Image]:
+def open_upload(payload: bytes | str, *, max_bytes: int | None = None) -> tuple[Upload, Image.Image]:
     """Decode and check an upload; the pixels are decoded only once its header passes."""
     raw, declared = decode_payload(payload, max_bytes=max_bytes)
     readable = _png_pixel_chunks(raw) if raw.startswith(PNG_SIGNATURE) else raw

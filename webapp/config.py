@@ -20,6 +20,8 @@ PUBLIC_SECRET_KEYS = frozenset(key.lower() for key in {
 MIN_SECRET_LENGTH = 24
 MAKE_SECRET = "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
 ENVIRONMENTS = ("development", "production")
+# The largest upload, as decoded bytes: a canvas PNG is a few KB, a phone photo a few MB.
+MAX_IMAGE_BYTES = 2 * 1024 * 1024
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -123,7 +125,7 @@ def from_environment(environ=os.environ) -> dict:
     log_format = environ.get("LOG_FORMAT") or ("json" if env == "production" else "text")
     if log_format not in ("json", "text"):
         raise ConfigError("LOG_FORMAT must be 'json' or 'text'")
-    max_image_bytes = int(environ.get("MAX_IMAGE_BYTES", 2 * 1024 * 1024))
+    max_image_bytes = int(environ.get("MAX_IMAGE_BYTES", MAX_IMAGE_BYTES))
     if environ.get("CONFIRM_POLICY", "review") not in ("review", "agreement"):
         raise ConfigError("CONFIRM_POLICY must be 'review' or 'agreement'")
     return {
