@@ -332,11 +332,27 @@ def _digit_ink(signal: Image.Image) -> np.ndarray:
     rows, cols = math.ceil(height / cell), math.ceil(width / cell)
     mass = np.asarray(ink.reduce(cell), dtype=np.float32)[:rows, :cols]
     occupied = mass > 2
-    labels = _label(occupied)
+    labels = _connected_components(occupied)
     count = int(labels.max())
     if count == 0:
         raise EmptyDrawing("nothing is drawn: the image is blank")
     masses = np.bincount(labels.ravel(), weights=mass.ravel(), minlength=count + 1)[1:]
+    keep, (top, bottom, left, right) = _parts_to_keep(masses, _part_boxes(labels, count))
+    # Cells at the edge of the kept box may hold ink of the neighbouring cell: widen by one.
+    y0, x0 = max(top - 1, 0) * cell, max(left - 1, 0) * cell
+    y1, x1 = min((bottom + 2) * cell, height), min((right + 2) * cell, width)
+    crop = np.asarray(ink.crop((x0, y0, x1, y1)), dtype=np.float32) / 255
+    if len(keep) < count:
+        dropped = ~np.isin(labels, [index + 1 for index in keep]) & occupied
+        cells = np.repeat(np.repeat(dropped, cell, axis=0), cell, axis=1)[y0:y1, x0:x1]
+        # Dropped parts touch no kept cell (else they would be one part), so this spares the digit.
+        crop[cells] = 0
+    return crop
+
+
+def _part_boxes(labels: np.ndarray, count: int) -> list[tuple[int, int, int, int]]:
+    """Each part's bounding box on the grid, (top, bottom, left, right) inclusive, for parts 1..count."""
+    rows, cols = labels.shape
     ys, xs = np.nonzero(labels)
     parts = labels[ys, xs] - 1
     tops, lefts = np.full(count, rows), np.full(count, cols)
@@ -345,7 +361,15 @@ def _digit_ink(signal: Image.Image) -> np.ndarray:
     np.maximum.at(bottoms, parts, ys)
     np.minimum.at(lefts, parts, xs)
     np.maximum.at(rights, parts, xs)
-    boxes = list(zip(tops.tolist(), bottoms.tolist(), lefts.tolist(), rights.tolist()))
+    return list(zip(tops.tolist(), bottoms.tolist(), lefts.tolist(), rights.tolist()))
+
+
+def _parts_to_keep(masses: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> tuple[set[int], tuple[int, ...]]:
+    """The parts that make the digit (indexes into ``boxes``), and the box around them.
+
+    Grown from the heaviest part: a part joins if it is heavy or near the box so far, and the
+    box grows with it, until no part joins.
+    """
     main = int(np.argmax(masses))
     keep = {main}
     top, bottom, left, right = boxes[main]
@@ -365,19 +389,10 @@ def _digit_ink(signal: Image.Image) -> np.ndarray:
                 top, bottom = min(top, y0), max(bottom, y1)
                 left, right = min(left, x0), max(right, x1)
                 changed = True
-    # Cells at the edge of the kept box may hold ink of the neighbouring cell: widen by one.
-    y0, x0 = max(top - 1, 0) * cell, max(left - 1, 0) * cell
-    y1, x1 = min((bottom + 2) * cell, height), min((right + 2) * cell, width)
-    crop = np.asarray(ink.crop((x0, y0, x1, y1)), dtype=np.float32) / 255
-    if len(keep) < count:
-        dropped = ~np.isin(labels, [index + 1 for index in keep]) & occupied
-        cells = np.repeat(np.repeat(dropped, cell, axis=0), cell, axis=1)[y0:y1, x0:x1]
-        # Dropped parts touch no kept cell (else they would be one part), so this spares the digit.
-        crop[cells] = 0
-    return crop
+    return keep, (top, bottom, left, right)
 
 
-def _label(occupied: np.ndarray) -> np.ndarray:
+def _connected_components(occupied: np.ndarray) -> np.ndarray:
     """8-connected component labels (0 = empty, parts numbered 1..n) of a small grid.
 
     Union-find over horizontal runs rather than cells: a digit is a few dozen runs, so
