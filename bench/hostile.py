@@ -70,7 +70,7 @@ def bombs(app, repeats: int) -> list[tuple[str, bool]]:
     from PIL import Image
 
     from training.preprocess import PreprocessError, preprocess
-    from tests.webapp import hostile_corpus as corpus
+    from bench import corpus
     from webapp.config import MAX_IMAGE_BYTES
 
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -197,7 +197,7 @@ def big_bodies(models: Path) -> list[tuple[str, bool]]:
 def fuzz(app, count: int, seed: int) -> list[tuple[str, bool]]:
     from sqlalchemy import select
 
-    from tests.webapp import hostile_corpus as corpus
+    from bench import corpus
     from webapp.extensions import db
     from webapp.models import Drawing
     from webapp.storage import get_store
@@ -233,7 +233,7 @@ def requests(app) -> list[tuple[str, bool]]:
 
     from sqlalchemy import func, select
 
-    from tests.webapp import hostile_corpus as corpus
+    from bench import corpus
     from webapp.extensions import db
     from webapp.models import Drawing
     from webapp.storage import get_store

@@ -1,4 +1,4 @@
-"""Hostile uploads, made in code and seeded: the corpus, PNG bombs and a PNG mutator (tests and bench/hostile.py)."""
+"""Hostile inputs, made in code and seeded: images, PNG bombs, a PNG mutator and bad request values."""
 
 from __future__ import annotations
 
