@@ -84,10 +84,10 @@ class PredictionWriter:
 
     The thread gathers what arrives within ``linger`` seconds into one batch: under load that
     is one commit (and one round of ORM work) for dozens of predictions instead of one each,
-    which halved the CPU a stored prediction costs. Bounded: when it falls behind (or storage
-    failed a moment ago) new predictions are answered without being stored rather than
-    queued without limit. The thread starts with the first prediction, so in the worker
-    process, never in a parent that forks.
+    so the writer keeps up with the answers (README, Performance). Bounded: when it falls
+    behind (or storage failed a moment ago) new predictions are answered without being
+    stored rather than queued without limit. The thread starts with the first prediction, so
+    in the worker process, never in a parent that forks.
     """
 
     def __init__(self, *, max_pending: int = 1024, retry_seconds: float = STORAGE_RETRY_SECONDS,
