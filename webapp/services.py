@@ -100,6 +100,12 @@ def _same_drawing_stored(row: Drawing) -> Drawing | None:
     return stored
 
 
+def _policy_confirmation(row: Drawing, cnn) -> str | None:
+    """Why the confirmation policy confirms ``row`` at once given the CNN's reading (an answer or a
+    stored prediction, or None without one), or None when it waits for review."""
+    return confirmation_for(row, cnn_label=cnn.label if cnn else None, cnn_confidence=cnn.confidence if cnn else None)
+
+
 def save_drawing(*, drawing: Preprocessed, label: int | None, client_id: str | None,
                  not_digit: bool = False, drawing_id: str | None = None) -> Drawing:
     """Store a labelled contribution, with both models' readings (for review and the policy).
@@ -117,9 +123,7 @@ def save_drawing(*, drawing: Preprocessed, label: int | None, client_id: str | N
     except ModelsUnavailable:  # a contribution does not need the models
         answers = {}
     rows = [_prediction_row(row.id, name, answer) for name, answer in answers.items()]
-    cnn = answers.get("cnn")
-    reason = None if not_digit else confirmation_for(
-        row, cnn_label=cnn.label if cnn else None, cnn_confidence=cnn.confidence if cnn else None)
+    reason = None if not_digit else _policy_confirmation(row, answers.get("cnn"))
     if reason:
         confirm(row, reason=reason)
     try:
@@ -202,8 +206,7 @@ def record_feedback(*, drawing_id: str, label: int, client_id: str | None,
         raise ServiceError(409, "already_rated", "this prediction has already been rated")
     rating = Rating(drawing_id=row.id, label=label, client_id=client_id)
     row.label, row.source = label, "feedback"
-    cnn = next((p for p in row.predictions if p.model_name == "cnn"), None)
-    reason = confirmation_for(row, cnn_label=cnn.label if cnn else None, cnn_confidence=cnn.confidence if cnn else None)
+    reason = _policy_confirmation(row, next((p for p in row.predictions if p.model_name == "cnn"), None))
     if reason:
         confirm(row, reason=reason)
     try:
