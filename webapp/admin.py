@@ -23,8 +23,8 @@ from webapp.auth import admin_page, review_page
 from webapp.drawings import column_filters
 from webapp.extensions import db, limiter
 from webapp.models import SOURCES, STATUSES, Drawing, Prediction, User
-from webapp.redirects import local_path
 from webapp.parsing import MAX_INT_DIGITS, int_arg
+from webapp.redirects import local_path
 from webapp.runs import live_run
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
