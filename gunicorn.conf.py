@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 
 # Heroku says where to listen in $PORT and how many workers fit the dyno in WEB_CONCURRENCY
-# (the Python buildpack sets it from the dyno's memory). A worker serving both networks
-# with ONNX Runtime stays under 200 MB (make prod-smoke measures it), so a 512 MB Basic
-# dyno takes two.
+# (the Python buildpack sets it from the dyno's memory). A worker loads both networks with
+# ONNX Runtime and no TensorFlow, small enough that a 512 MB Basic dyno takes two (its
+# memory is measured by `make prod-smoke`; README, Figures).
 bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", 2))
 # Threads overlap the waits on S3 and PostgreSQL. A prediction is CPU work under one GIL, so

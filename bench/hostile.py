@@ -70,7 +70,8 @@ def bombs(app, repeats: int) -> list[tuple[str, bool]]:
     from PIL import Image
 
     from training.preprocess import PreprocessError, preprocess
-    from tests.webapp import hostile_corpus as corpus
+    from bench import corpus
+    from webapp.config import MAX_IMAGE_BYTES
 
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
     client = app.test_client()
@@ -82,7 +83,7 @@ def bombs(app, repeats: int) -> list[tuple[str, bool]]:
 
         def direct():
             try:
-                preprocess(url)
+                preprocess(url, max_bytes=MAX_IMAGE_BYTES)
                 return "accepted"
             except PreprocessError as exc:
                 return f"{exc.status} {exc.code}"
@@ -196,7 +197,7 @@ def big_bodies(models: Path) -> list[tuple[str, bool]]:
 def fuzz(app, count: int, seed: int) -> list[tuple[str, bool]]:
     from sqlalchemy import select
 
-    from tests.webapp import hostile_corpus as corpus
+    from bench import corpus
     from webapp.extensions import db
     from webapp.models import Drawing
     from webapp.storage import get_store
@@ -226,27 +227,46 @@ def fuzz(app, count: int, seed: int) -> list[tuple[str, bool]]:
             ("objects in the store == rows after the fuzz", rows == objects)]
 
 
+def redirects_off_site(client) -> int:
+    """How many of the corpus's ?next= targets the language switcher sends off the site."""
+    from urllib.parse import urlsplit
+
+    from bench import corpus
+
+    bad_redirects = 0
+    for target in corpus.BAD_REDIRECTS:
+        response = client.get("/language/ja", query_string={"next": target}) if "\n" not in target else None
+        location = response.headers.get("Location", "") if response is not None else ""
+        if location and (location.startswith("//") or urlsplit(location).netloc or "\\" in location
+                         or any(char < " " or char == "\x7f" for char in location)):
+            bad_redirects += 1
+    return bad_redirects
+
+
+def admin_headers(app) -> dict[str, str]:
+    """A bearer token of a fresh admin: the hostile requests reach the staff routes' bodies too."""
+    runner = app.test_cli_runner()
+    runner.invoke(args=["users", "create-admin", "hostile-bench", "--password", "long enough"])
+    token = runner.invoke(args=["users", "issue-token", "hostile-bench"]).output.strip().splitlines()[-1]
+    return {"Authorization": f"Bearer {token}"}
+
+
 def requests(app) -> list[tuple[str, bool]]:
     import re
-    from urllib.parse import urlsplit
 
     from sqlalchemy import func, select
 
-    from tests.webapp import hostile_corpus as corpus
+    from bench import corpus
     from webapp.extensions import db
     from webapp.models import Drawing
     from webapp.storage import get_store
 
-    runner = app.test_cli_runner()
-    runner.invoke(args=["users", "create-admin", "hostile-bench", "--password", "long enough"])
-    token = runner.invoke(args=["users", "issue-token", "hostile-bench"]).output.strip().splitlines()[-1]
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = admin_headers(app)
     with app.app_context():
         drawings_before = db.session.scalar(select(func.count()).select_from(Drawing))
         objects_before = sum(1 for _ in get_store().list("drawings/"))
     client = app.test_client()
     statuses: dict[int, int] = {}
-    bad_redirects = 0
     rules = [rule for rule in app.url_map.iter_rules() if not rule.endpoint.endswith("static")]
 
     def send(method: str, rule, **kwargs):
@@ -265,12 +285,7 @@ def requests(app) -> list[tuple[str, bool]]:
         if "GET" in rule.methods and rule.endpoint != "admin_api.export_dataset":
             for value in corpus.BAD_INTEGERS + corpus.BAD_DATES:
                 send("GET", rule, query_string={name: value for name in ("page", "label", "since", "until")})
-    for target in corpus.BAD_REDIRECTS:
-        response = client.get("/language/ja", query_string={"next": target}) if "\n" not in target else None
-        location = response.headers.get("Location", "") if response is not None else ""
-        if location and (location.startswith("//") or urlsplit(location).netloc or "\\" in location
-                         or any(char < " " or char == "\x7f" for char in location)):
-            bad_redirects += 1
+    bad_redirects = redirects_off_site(client)
     for target in corpus.BAD_REDIRECTS:
         send("GET", next(rule for rule in rules if rule.endpoint == "pages.language"), query_string={"next": target})
     with app.app_context():

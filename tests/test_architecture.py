@@ -96,3 +96,48 @@ def test_every_module_imports_alone_in_a_fresh_interpreter():
         if done.returncode:
             failed.append(f"{name}: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
     assert failed == []
+
+
+# A module past this is two concerns, and a function past this is several steps (STYLE.md).
+MAX_MODULE_LINES = 300
+MAX_FUNCTION_LINES = 50
+MEASURED = ("webapp", "workers", "training", "bench")
+
+
+def long_functions(source: str, limit: int) -> list[str]:
+    """The functions (methods and nested ones too) of ``source`` longer than ``limit`` lines."""
+    return [f"{node.name} ({node.end_lineno - node.lineno + 1} lines)" for node in ast.walk(ast.parse(source))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.end_lineno - node.lineno + 1 > limit]
+
+
+def measured_files() -> list[Path]:
+    return [path for package in MEASURED for path in sorted((ROOT / package).rglob("*.py"))
+            if "migrations" not in path.relative_to(ROOT).parts]
+
+
+def test_no_webapp_module_passes_300_lines():
+    offenders = [f"{path.relative_to(ROOT)} ({lines} lines)" for path in sorted((ROOT / "webapp").rglob("*.py"))
+                 if "migrations" not in path.relative_to(ROOT).parts
+                 and (lines := len(path.read_text().splitlines())) > MAX_MODULE_LINES]
+    assert offenders == []
+
+
+def test_no_function_passes_50_lines():
+    offenders = [f"{path.relative_to(ROOT)}: {function}" for path in measured_files()
+                 for function in long_functions(path.read_text(), MAX_FUNCTION_LINES)]
+    assert offenders == []
+
+
+def test_the_length_check_sees_methods_and_nested_functions():
+    body = "\n".join(f"    x = {i}" for i in range(50))
+    source = f"class A:\n    def short(self):\n        pass\n\n    def method(self):\n{body.replace('    ', '        ')}\n"
+    source += f"\ndef outer():\n    def inner():\n{body.replace('    ', '        ')}\n    return inner\n"
+    assert sorted(long_functions(source, 50)) == ["inner (51 lines)", "method (51 lines)", "outer (53 lines)"]
+
+
+def test_bench_does_not_import_the_tests():
+    """Benchmarks run from a deployment's checkout; the test tree is not their library."""
+    offenders = sorted(f"{path.relative_to(ROOT)} imports {name}" for path in sorted((ROOT / "bench").rglob("*.py"))
+                       for name in imported_names(path) if name.split(".")[0] == "tests")
+    assert offenders == []

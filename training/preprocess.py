@@ -27,7 +27,6 @@ from training import IMAGE_SIZE
 FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 MIME_ALIASES = {"image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg", "image/x-png": "image/png"}
 
-MAX_IMAGE_BYTES = 4 * 1024 * 1024
 MAX_PIXELS = 4_000_000  # ~2000x2000; decoding stays under ~16 MB of RGBA
 MAX_SIDE = 4096
 MIN_SIDE = 8
@@ -120,7 +119,7 @@ def to_model_input(pixels: np.ndarray) -> np.ndarray:
     return (pixels.reshape(-1, IMAGE_SIZE, IMAGE_SIZE, 1).astype(np.float32)) / np.float32(255)
 
 
-def preprocess(payload: bytes | str, *, max_bytes: int = MAX_IMAGE_BYTES) -> Preprocessed:
+def preprocess(payload: bytes | str, *, max_bytes: int | None = None) -> Preprocessed:
     """Turn an upload (image bytes, a ``data:`` URL or bare base64) into an MNIST-like digit.
 
     Raises a :class:`PreprocessError` subclass for anything that is not a usable drawing.
@@ -138,12 +137,17 @@ def normalise_ink(ink: np.ndarray) -> np.ndarray:
     return _normalise(np.asarray(ink, dtype=np.float32))
 
 
-def decode_payload(payload: bytes | str, *, max_bytes: int = MAX_IMAGE_BYTES) -> tuple[bytes, str | None]:
-    """Return the image bytes of a payload and the MIME type it declared, if any."""
+def decode_payload(payload: bytes | str, *, max_bytes: int | None = None) -> tuple[bytes, str | None]:
+    """Return the image bytes of a payload and the MIME type it declared, if any.
+
+    ``max_bytes`` is the deployment's limit on an upload (the web app passes its
+    MAX_IMAGE_BYTES); None sets no byte limit, for images the caller made itself. The limits
+    on pixels and sides hold either way.
+    """
     if isinstance(payload, (bytes, bytearray, memoryview)):
         payload = bytes(payload)
         if not payload.startswith(b"data:"):
-            if len(payload) > max_bytes:
+            if max_bytes is not None and len(payload) > max_bytes:
                 raise ImageTooLarge(f"the image is {len(payload):,} bytes; the limit is {max_bytes:,}")
             return payload, None
         try:
@@ -153,7 +157,7 @@ def decode_payload(payload: bytes | str, *, max_bytes: int = MAX_IMAGE_BYTES) ->
     if not isinstance(payload, str):
         raise InvalidEncoding("the image must be a string (a data: URL or base64)")
     # base64 grows data by 4/3; refuse before decoding anything oversized.
-    if len(payload) > max_bytes * 4 // 3 + 256:
+    if max_bytes is not None and len(payload) > max_bytes * 4 // 3 + 256:
         raise ImageTooLarge(f"the image is larger than the {max_bytes:,}-byte limit")
     declared = None
     text = payload.strip()
@@ -172,7 +176,7 @@ def decode_payload(payload: bytes | str, *, max_bytes: int = MAX_IMAGE_BYTES) ->
     raw = _strict_b64decode(text)
     if not raw:
         raise InvalidEncoding("the image is empty")
-    if len(raw) > max_bytes:
+    if max_bytes is not None and len(raw) > max_bytes:
         raise ImageTooLarge(f"the image is {len(raw):,} bytes; the limit is {max_bytes:,}")
     return raw, declared
 
@@ -191,7 +195,7 @@ def _strict_b64decode(text: str) -> bytes:
     return raw
 
 
-def open_upload(payload: bytes | str, *, max_bytes: int = MAX_IMAGE_BYTES) -> tuple[Upload, Image.Image]:
+def open_upload(payload: bytes | str, *, max_bytes: int | None = None) -> tuple[Upload, Image.Image]:
     """Decode and check an upload; the pixels are decoded only once its header passes."""
     raw, declared = decode_payload(payload, max_bytes=max_bytes)
     readable = _png_pixel_chunks(raw) if raw.startswith(PNG_SIGNATURE) else raw
@@ -337,11 +341,27 @@ def _digit_ink(signal: Image.Image) -> np.ndarray:
     rows, cols = math.ceil(height / cell), math.ceil(width / cell)
     mass = np.asarray(ink.reduce(cell), dtype=np.float32)[:rows, :cols]
     occupied = mass > 2
-    labels = _label(occupied)
+    labels = _connected_components(occupied)
     count = int(labels.max())
     if count == 0:
         raise EmptyDrawing("nothing is drawn: the image is blank")
     masses = np.bincount(labels.ravel(), weights=mass.ravel(), minlength=count + 1)[1:]
+    keep, (top, bottom, left, right) = _parts_to_keep(masses, _part_boxes(labels, count))
+    # Cells at the edge of the kept box may hold ink of the neighbouring cell: widen by one.
+    y0, x0 = max(top - 1, 0) * cell, max(left - 1, 0) * cell
+    y1, x1 = min((bottom + 2) * cell, height), min((right + 2) * cell, width)
+    crop = np.asarray(ink.crop((x0, y0, x1, y1)), dtype=np.float32) / 255
+    if len(keep) < count:
+        dropped = ~np.isin(labels, [index + 1 for index in keep]) & occupied
+        cells = np.repeat(np.repeat(dropped, cell, axis=0), cell, axis=1)[y0:y1, x0:x1]
+        # Dropped parts touch no kept cell (else they would be one part), so this spares the digit.
+        crop[cells] = 0
+    return crop
+
+
+def _part_boxes(labels: np.ndarray, count: int) -> list[tuple[int, int, int, int]]:
+    """Each part's bounding box on the grid, (top, bottom, left, right) inclusive, for parts 1..count."""
+    rows, cols = labels.shape
     ys, xs = np.nonzero(labels)
     parts = labels[ys, xs] - 1
     tops, lefts = np.full(count, rows), np.full(count, cols)
@@ -350,7 +370,15 @@ def _digit_ink(signal: Image.Image) -> np.ndarray:
     np.maximum.at(bottoms, parts, ys)
     np.minimum.at(lefts, parts, xs)
     np.maximum.at(rights, parts, xs)
-    boxes = list(zip(tops.tolist(), bottoms.tolist(), lefts.tolist(), rights.tolist()))
+    return list(zip(tops.tolist(), bottoms.tolist(), lefts.tolist(), rights.tolist()))
+
+
+def _parts_to_keep(masses: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> tuple[set[int], tuple[int, ...]]:
+    """The parts that make the digit (indexes into ``boxes``), and the box around them.
+
+    Grown from the heaviest part: a part joins if it is heavy or near the box so far, and the
+    box grows with it, until no part joins.
+    """
     main = int(np.argmax(masses))
     keep = {main}
     top, bottom, left, right = boxes[main]
@@ -370,19 +398,10 @@ def _digit_ink(signal: Image.Image) -> np.ndarray:
                 top, bottom = min(top, y0), max(bottom, y1)
                 left, right = min(left, x0), max(right, x1)
                 changed = True
-    # Cells at the edge of the kept box may hold ink of the neighbouring cell: widen by one.
-    y0, x0 = max(top - 1, 0) * cell, max(left - 1, 0) * cell
-    y1, x1 = min((bottom + 2) * cell, height), min((right + 2) * cell, width)
-    crop = np.asarray(ink.crop((x0, y0, x1, y1)), dtype=np.float32) / 255
-    if len(keep) < count:
-        dropped = ~np.isin(labels, [index + 1 for index in keep]) & occupied
-        cells = np.repeat(np.repeat(dropped, cell, axis=0), cell, axis=1)[y0:y1, x0:x1]
-        # Dropped parts touch no kept cell (else they would be one part), so this spares the digit.
-        crop[cells] = 0
-    return crop
+    return keep, (top, bottom, left, right)
 
 
-def _label(occupied: np.ndarray) -> np.ndarray:
+def _connected_components(occupied: np.ndarray) -> np.ndarray:
     """8-connected component labels (0 = empty, parts numbered 1..n) of a small grid.
 
     Union-find over horizontal runs rather than cells: a digit is a few dozen runs, so

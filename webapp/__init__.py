@@ -126,7 +126,7 @@ def register_parsing(app: Flask) -> None:
 
 def register_services(app: Flask) -> None:
     from webapp.registry import ModelRegistry
-    from webapp.services import PredictionWriter
+    from webapp.writer import PredictionWriter
     from webapp.storage import create_store
 
     store = create_store(app.config)

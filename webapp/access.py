@@ -17,7 +17,7 @@ from webapp.auth import admin_page
 from webapp.extensions import db
 from webapp.models import TOKEN_SCOPES, ApiToken, AuditEvent, User, utcnow
 from webapp.parsing import int_arg
-from webapp.services import ServiceError
+from webapp.errors import ServiceError
 
 bp = Blueprint("access", __name__, url_prefix="/admin")
 

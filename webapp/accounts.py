@@ -15,7 +15,7 @@ from werkzeug.security import generate_password_hash
 from webapp.audit import record
 from webapp.extensions import db
 from webapp.models import ROLE_PERMISSIONS, SCOPE_IMPLIES, TOKEN_SCOPES, ApiToken, User, iso, utcnow
-from webapp.services import ServiceError
+from webapp.errors import ServiceError
 
 ASSIGNABLE_ROLES = ("reviewer", "admin")
 MIN_PASSWORD = 8

@@ -21,10 +21,11 @@ from wtforms.validators import DataRequired, Length
 from webapp import dashboard
 from webapp.auth import admin_page, review_page
 from webapp.curation import REVIEWABLE
+from webapp.drawings import column_filters
 from webapp.extensions import db, limiter
 from webapp.models import SOURCES, STATUSES, Drawing, Prediction, User
-from webapp.pages import local_path
 from webapp.parsing import MAX_INT_DIGITS, int_arg
+from webapp.redirects import local_path
 from webapp.runs import live_run
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -123,17 +124,9 @@ def _date_arg(name: str) -> date | None:
 def _drawing_filters() -> tuple[list, dict]:
     """The review queue's and dataset browser's filters, from the query string."""
     args = request.args
-    filters, chosen = [], {}
-    label = int_arg("label", default=None, low=0, high=9, message=_("label must be a digit from 0 to 9"))
-    if label is not None:
-        filters.append(Drawing.label == label)
-        chosen["label"] = str(label)
-    for name, allowed in (("status", STATUSES), ("source", SOURCES)):
-        if value := args.get(name, ""):
-            if value not in allowed:
-                abort(400, description=_("%(name)s must be one of %(allowed)s", name=name, allowed=", ".join(allowed)))
-            filters.append(getattr(Drawing, name) == value)
-            chosen[name] = value
+    filters, chosen = column_filters(
+        label_message=_("label must be a digit from 0 to 9"),
+        one_of=lambda name, allowed: _("%(name)s must be one of %(allowed)s", name=name, allowed=", ".join(allowed)))
     if chosen.get("status") == "pending":
         filters.append(REVIEWABLE)
     if args.get("not_digit") == "1":

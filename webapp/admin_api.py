@@ -6,15 +6,15 @@ from flask import Blueprint, g, jsonify, request
 from sqlalchemy import select
 
 from webapp import accounts
-from webapp.api import _label, drawing_json, get_or_404
 from webapp.audit import record
 from webapp.auth import admin_required, review_required
+from webapp.drawings import drawing_json, get_or_404
 from webapp.extensions import db
 from webapp.curation import confirm, reject
 from webapp.models import ApiToken, Drawing, ModelVersion, TrainingRun
-from webapp.parsing import json_object
+from webapp.parsing import json_object, parse_label
 from webapp.runs import ArtifactInvalid, QueueUnavailable, activate, maybe_trigger_automatically, request_run, run_json
-from webapp.services import ServiceError
+from webapp.errors import ServiceError
 
 bp = Blueprint("admin_api", __name__, url_prefix="/api/v1")
 
@@ -31,7 +31,7 @@ def _review(row: Drawing, item: dict) -> None:
     if not isinstance(not_digit, bool):
         raise ServiceError(400, "invalid_not_digit", "not_digit must be true or false")
     if "label" in item:
-        label = _label(item["label"])
+        label = parse_label(item["label"])
         if label != row.label:
             record("drawing.relabel", target=row.id, detail={"from": row.label, "to": label})
             row.label = label

@@ -11,12 +11,13 @@ from sqlalchemy import case, func, select, text
 
 from training.preprocess import preprocess
 from webapp.auth import contribute_limit, predict_limit, sent_by_staff
+from webapp.drawings import column_filters, drawing_json, get_or_404
+from webapp.errors import ServiceError
 from webapp.extensions import db, limiter
-from webapp.models import SOURCES, STATUSES, Drawing, ModelVersion, Prediction, Rating
-from webapp.parsing import int_arg, json_object
+from webapp.models import Drawing, ModelVersion, Prediction, Rating, iso
+from webapp.parsing import LABEL_MESSAGE, int_arg, json_object, parse_label
 from webapp.registry import ModelsUnavailable, get_registry
-from webapp.services import (ServiceError, contributions_of, flag_not_digit, predict_drawing, record_feedback,
-                             save_drawing)
+from webapp.services import contributions_of, flag_not_digit, predict_drawing, record_feedback, save_drawing
 from webapp.storage import ObjectNotFound, StorageError, get_store
 from webapp.visibility import may_see, visible_filter
 
@@ -24,27 +25,7 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 health = Blueprint("health", __name__)
 
 MAX_PAGE = 1_000_000
-LABEL_MESSAGE = "label must be an integer digit from 0 to 9"
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
-
-
-def iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    if moment.tzinfo is None:  # SQLite hands back naive datetimes; they were stored as UTC
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.isoformat(timespec="seconds")
-
-
-def _label(value, *, required: bool = True) -> int | None:
-    # Booleans are ints in Python and 3.0 == 3; neither is a digit label.
-    if value is None and not required:
-        return None
-    if isinstance(value, str) and len(value) == 1 and value in "0123456789":
-        return int(value)
-    if type(value) is not int or not 0 <= value <= 9:
-        raise ServiceError(400, "invalid_label", LABEL_MESSAGE)
-    return value
 
 
 def _client_drawing_id() -> str | None:
@@ -79,18 +60,7 @@ def _image_and_label(*, want_label: bool):
             raise ServiceError(400, "invalid_image", "'image' must be a string (a data URL or base64)")
         label = body.get("label")
     drawing = preprocess(payload, max_bytes=current_app.config["MAX_IMAGE_BYTES"])
-    return drawing, (_label(label) if want_label else None)
-
-
-def drawing_json(row: Drawing) -> dict:
-    return {
-        "id": row.id, "label": row.label, "status": row.status, "source": row.source, "not_digit": row.not_digit,
-        "created": iso(row.created_at), "content_type": row.content_type, "size_bytes": row.size_bytes,
-        "width": row.width, "height": row.height, "sha256": row.sha256,
-        "image_url": url_for("api.drawing_image", drawing_id=row.id),
-        "predictions": {p.model_name: {"label": p.label, "confidence": p.confidence,
-                                       "model_version": p.model_version} for p in row.predictions},
-    }
+    return drawing, (parse_label(label) if want_label else None)
 
 
 @bp.post("/predictions")
@@ -110,7 +80,7 @@ def create_prediction():
 @bp.post("/predictions/<drawing_id>/feedback")
 @limiter.limit(lambda: current_app.config["RATE_LIMIT_FEEDBACK"])
 def create_feedback(drawing_id: str):
-    label = _label(json_object().get("label"))
+    label = parse_label(json_object().get("label"))
     rating, correct = record_feedback(drawing_id=drawing_id, label=label, client_id=g.client_id,
                                       as_staff=sent_by_staff())
     return jsonify({"id": drawing_id, "label": rating.label, "correct": correct}), 201
@@ -159,28 +129,16 @@ def list_drawings():
     """A page of the drawings this request may see: a visitor's own, or all for a reviewer (see visibility)."""
     query = select(Drawing).order_by(Drawing.created_at.desc(), Drawing.id)
     count = select(func.count()).select_from(Drawing)
-    filters = [] if (visible := visible_filter()) is None else [visible]
-    if (label := int_arg("label", default=None, low=0, high=9, message=LABEL_MESSAGE)) is not None:
-        filters.append(Drawing.label == label)
-    for name, allowed in (("status", STATUSES), ("source", SOURCES)):
-        if value := request.args.get(name):
-            if value not in allowed:
-                raise ServiceError(400, f"invalid_{name}", f"{name} must be one of {', '.join(allowed)}")
-            filters.append(getattr(Drawing, name) == value)
+    filters, _ = column_filters(label_message=LABEL_MESSAGE,
+                                one_of=lambda name, allowed: f"{name} must be one of {', '.join(allowed)}")
+    if (visible := visible_filter()) is not None:
+        filters.append(visible)
     page = int_arg("page", default=1, low=1, high=MAX_PAGE, message=f"page must be a whole number from 1 to {MAX_PAGE:,}")
     size = current_app.config["PAGE_SIZE"]
     total = db.session.scalar(count.where(*filters)) or 0
     rows = db.session.scalars(query.where(*filters).limit(size).offset((page - 1) * size)).all()
     return jsonify({"items": [drawing_json(row) for row in rows], "page": page, "page_size": size,
                     "pages": max(1, math.ceil(total / size)), "total": total})
-
-
-def get_or_404(model, row_id: str, what: str):
-    """The row with this uuid from a URL; an id longer than any uuid is not even looked up."""
-    row = db.session.get(model, row_id) if len(row_id) <= 36 else None
-    if row is None:
-        raise ServiceError(404, "not_found", f"no {what} with that id")
-    return row
 
 
 def _drawing_or_404(drawing_id: str) -> Drawing:

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from webapp.accounts import hash_token
 from webapp.extensions import csrf, db, login_manager
 from webapp.models import ApiToken, User, utcnow
-from webapp.services import ServiceError
+from webapp.errors import ServiceError
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # What a token needs on the public API; any other public endpoint needs "read" to be read

@@ -15,7 +15,7 @@ from webapp import accounts
 from webapp.accounts import hash_token  # noqa: F401  (scripts and tests import it from here)
 from webapp.extensions import db
 from webapp.models import TOKEN_SCOPES, ApiToken, Drawing, ModelVersion, User, utcnow
-from webapp.services import ServiceError
+from webapp.errors import ServiceError
 from webapp.storage import get_store
 
 users_cli = AppGroup("users", help="Accounts: admins and reviewers.")

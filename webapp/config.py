@@ -21,6 +21,8 @@ PUBLIC_SECRET_KEYS = frozenset(key.lower() for key in {
 MIN_SECRET_LENGTH = 24
 MAKE_SECRET = "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
 ENVIRONMENTS = ("development", "production")
+# The largest upload, as decoded bytes: a canvas PNG is a few KB, a phone photo a few MB.
+MAX_IMAGE_BYTES = 2 * 1024 * 1024
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -137,13 +139,16 @@ def from_environment(environ=os.environ) -> dict:
         check_production(environ, secret=secret)
     elif problem := secret_problem(secret):
         raise ConfigError(problem)
+    return (_process_settings(environ, env=env, secret=secret, instance=instance)
+            | _storage_settings(environ, instance) | _serving_settings(environ) | _learning_settings(environ)
+            | _web_settings(environ, env) | _rate_limit_settings(environ) | _privacy_settings(environ, instance))
+
+
+def _process_settings(environ, *, env: str, secret: str | None, instance: Path) -> dict:
+    """Environment, secret, logging, the database and the broker."""
     log_format = environ.get("LOG_FORMAT") or ("json" if env == "production" else "text")
     if log_format not in ("json", "text"):
         raise ConfigError("LOG_FORMAT must be 'json' or 'text'")
-    max_image_bytes = int(environ.get("MAX_IMAGE_BYTES", 2 * 1024 * 1024))
-    if environ.get("CONFIRM_POLICY", "review") not in ("review", "agreement"):
-        raise ConfigError("CONFIRM_POLICY must be 'review' or 'agreement'")
-    prune_every = float(environ.get("PRUNE_EVERY_SECONDS", 3600))
     return {
         "INKLING_ENV": env,
         "SECRET_KEY": secret,
@@ -153,6 +158,14 @@ def from_environment(environ=os.environ) -> dict:
         "INSTANCE_PATH": str(instance),
         "SQLALCHEMY_DATABASE_URI": database_url(environ.get("DATABASE_URL"), instance),
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "REDIS_URL": environ.get("REDIS_URL") or None,
+        "REDIS_TLS_VERIFY": _bool(environ.get("REDIS_TLS_VERIFY")),
+    }
+
+
+def _storage_settings(environ, instance: Path) -> dict:
+    """Where images and model versions live."""
+    return {
         # Object storage: S3 when a bucket is named, else a local folder.
         "S3_BUCKET": environ.get("S3_BUCKET") or None,
         "S3_ENDPOINT_URL": environ.get("S3_ENDPOINT_URL") or None,
@@ -164,6 +177,13 @@ def from_environment(environ=os.environ) -> dict:
         "S3_MAX_ATTEMPTS": int(environ.get("S3_MAX_ATTEMPTS", 2)),
         "LOCAL_STORAGE_PATH": environ.get("LOCAL_STORAGE_PATH") or str(instance / "objects"),
         "MODELS_PATH": environ.get("MODELS_PATH") or str(instance / "models"),
+    }
+
+
+def _serving_settings(environ) -> dict:
+    """Uploads, predictions and pages."""
+    max_image_bytes = int(environ.get("MAX_IMAGE_BYTES", MAX_IMAGE_BYTES))
+    return {
         # Base64 adds a third; JSON framing a little more.
         "MAX_IMAGE_BYTES": max_image_bytes,
         "MAX_CONTENT_LENGTH": int(environ.get("MAX_CONTENT_LENGTH", max_image_bytes * 4 // 3 + 64 * 1024)),
@@ -171,8 +191,14 @@ def from_environment(environ=os.environ) -> dict:
         "PREDICTION_WRITE_BEHIND": _bool(environ.get("PREDICTION_WRITE_BEHIND"), True),
         "MODEL_REFRESH_SECONDS": float(environ.get("MODEL_REFRESH_SECONDS", 2)),
         "PAGE_SIZE": int(environ.get("PAGE_SIZE", 50)),
-        "REDIS_URL": environ.get("REDIS_URL") or None,
-        "REDIS_TLS_VERIFY": _bool(environ.get("REDIS_TLS_VERIFY")),
+    }
+
+
+def _learning_settings(environ) -> dict:
+    """Which drawings train, and how runs are started, judged and retried."""
+    if environ.get("CONFIRM_POLICY", "review") not in ("review", "agreement"):
+        raise ConfigError("CONFIRM_POLICY must be 'review' or 'agreement'")
+    return {
         # Continual learning (issue #4).
         "CONFIRM_POLICY": environ.get("CONFIRM_POLICY", "review"),
         "AUTO_CONFIRM": _bool(environ.get("AUTO_CONFIRM")),
@@ -192,6 +218,19 @@ def from_environment(environ=os.environ) -> dict:
         # A run with no progress for this long is failed (its worker was killed or lost).
         "STALE_RUN_SECONDS": float(environ.get("STALE_RUN_SECONDS", 900)),
         "MAX_RUN_ATTEMPTS": int(environ.get("MAX_RUN_ATTEMPTS", 3)),
+        # A client whose labels the CNN confidently contradicts this often (over at least
+        # QUARANTINE_MIN_LABELS drawings) is quarantined: nothing of theirs is confirmed by the
+        # policy, and what it already confirmed goes back to review.
+        "QUARANTINE_MIN_LABELS": int(environ.get("QUARANTINE_MIN_LABELS", 10)),
+        "QUARANTINE_DISAGREEMENT": float(environ.get("QUARANTINE_DISAGREEMENT", 0.3)),
+        # At most this many of one client's drawings confirmed by the policy per day.
+        "AUTO_CONFIRM_DAILY_CAP": int(environ.get("AUTO_CONFIRM_DAILY_CAP", 100)),
+    }
+
+
+def _web_settings(environ, env: str) -> dict:
+    """Cookies, assets, proxies and HTTPS."""
+    return {
         "BOOTSTRAP_SERVE_LOCAL": True,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
@@ -200,6 +239,12 @@ def from_environment(environ=os.environ) -> dict:
         "PROXY_HOPS": int(environ.get("PROXY_HOPS", 1 if env == "production" else 0)),
         # HTTPS redirect and HSTS; a loopback production run (make prod-smoke) turns them off.
         "FORCE_HTTPS": _bool(environ.get("FORCE_HTTPS"), env == "production"),
+    }
+
+
+def _rate_limit_settings(environ) -> dict:
+    """Where rate limits are counted, and how much each kind of caller may send."""
+    return {
         "RATELIMIT_ENABLED": _bool(environ.get("RATELIMIT_ENABLED"), True),
         "RATELIMIT_STORAGE_URI": rate_limit_storage(environ),
         # A Redis hiccup must not take the site down: count in memory until it is back.
@@ -216,15 +261,15 @@ def from_environment(environ=os.environ) -> dict:
         "TOKEN_DEFAULT_DAYS": int(environ.get("TOKEN_DEFAULT_DAYS", 90)),
         # Failed sign-ins only: the eleventh wrong password in 15 minutes gets 429.
         "RATE_LIMIT_LOGIN": environ.get("RATE_LIMIT_LOGIN", "10 per 15 minutes"),
-        # A client whose labels the CNN confidently contradicts this often (over at least
-        # QUARANTINE_MIN_LABELS drawings) is quarantined: nothing of theirs is confirmed by the
-        # policy, and what it already confirmed goes back to review.
-        "QUARANTINE_MIN_LABELS": int(environ.get("QUARANTINE_MIN_LABELS", 10)),
-        "QUARANTINE_DISAGREEMENT": float(environ.get("QUARANTINE_DISAGREEMENT", 0.3)),
-        # At most this many of one client's drawings confirmed by the policy per day.
-        "AUTO_CONFIRM_DAILY_CAP": int(environ.get("AUTO_CONFIRM_DAILY_CAP", 100)),
-        # Privacy (step 12): unrated, unflagged predictions are deleted once this old; what
-        # people contribute, rate or flag is kept (webapp/retention.py).
+    }
+
+
+def _privacy_settings(environ, instance: Path) -> dict:
+    """How long unrated predictions are kept, and who may read drawings."""
+    prune_every = float(environ.get("PRUNE_EVERY_SECONDS", 3600))
+    return {
+        # Unrated, unflagged predictions are deleted once this old; what people contribute, rate
+        # or flag is kept (webapp/retention.py).
         "PREDICTION_RETENTION": retention(environ.get("PREDICTION_RETENTION"), default=timedelta(days=7)),
         "PRUNE_BATCH_SIZE": int(environ.get("PRUNE_BATCH_SIZE", 1000)),
         # Drawings are private: their owner and reviewers see them. 1 shows contributed and rated

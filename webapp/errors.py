@@ -1,4 +1,5 @@
-"""Error handlers: JSON {"error", "code"} under /api/ and /healthz, a readable page elsewhere."""
+"""HTTP errors: the exceptions that carry a status, and their handlers (JSON {"error", "code"} under /api/ and
+/healthz, a readable page elsewhere)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,24 @@ from werkzeug.exceptions import HTTPException
 from training.preprocess import PreprocessError
 from webapp.extensions import db
 from webapp.registry import ModelsUnavailable
-from webapp.services import ServiceError
 from webapp.storage import StorageError
 
 log = logging.getLogger(__name__)
+
+class ServiceError(Exception):
+    """A failure with an HTTP status and a machine-readable code."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+class DuplicateId(ServiceError):
+    """Another request committed a drawing under the same client-supplied id first."""
+
+    def __init__(self):
+        super().__init__(409, "id_taken", "a drawing was already saved under this id")
+
 
 CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large",
          415: "unsupported_media_type", 429: "rate_limited"}

@@ -22,7 +22,7 @@ from webapp.extensions import db
 from webapp.models import Drawing
 from webapp.parsing import int_arg
 from webapp.retention import delete_own_drawing
-from webapp.services import ServiceError
+from webapp.errors import ServiceError
 
 bp = Blueprint("mine", __name__)
 

@@ -10,12 +10,13 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 from werkzeug.routing import IntegerConverter
 
-from webapp.services import ServiceError
+from webapp.errors import ServiceError
 
 # The deepest body the API takes is {"items": [{...}]}; the margin is for clients' own wrappers.
 MAX_JSON_DEPTH = 32
 # Longer than any page, label or version needs, and short of int()'s 4,300-digit ValueError.
 MAX_INT_DIGITS = 9
+LABEL_MESSAGE = "label must be an integer digit from 0 to 9"
 
 _ASCII_INT = re.compile(r"[0-9]{1,%d}" % MAX_INT_DIGITS)
 # A JSON string, escapes included; an unterminated one runs to the end, so a failed match is
@@ -125,4 +126,16 @@ def int_arg(name: str, *, default: int | None, low: int, high: int, message: str
     value = parse_int(text, low=low, high=high)
     if value is None:
         raise ServiceError(400, f"invalid_{name}", message or f"{name} must be a whole number from {low} to {high}")
+    return value
+
+
+def parse_label(value, *, required: bool = True) -> int | None:
+    """A digit label from a JSON body or a form field: 0-9 as an integer or a one-digit string; 400 otherwise."""
+    # Booleans are ints in Python and 3.0 == 3; neither is a digit label.
+    if value is None and not required:
+        return None
+    if isinstance(value, str) and len(value) == 1 and value in "0123456789":
+        return int(value)
+    if type(value) is not int or not 0 <= value <= 9:
+        raise ServiceError(400, "invalid_label", LABEL_MESSAGE)
     return value

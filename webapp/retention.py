@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from webapp.audit import record
 from webapp.extensions import db
 from webapp.models import Drawing, Prediction, Rating, utcnow
-from webapp.services import ServiceError
+from webapp.errors import ServiceError
 from webapp.storage import StorageError, get_store
 
 log = logging.getLogger(__name__)

@@ -4,46 +4,29 @@ from __future__ import annotations
 
 import hmac
 import logging
-import queue
 import secrets
-import threading
 import time
-from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from training.preprocess import Preprocessed
 from training.versions import sha256_bytes
 from webapp import issued_ids
+from webapp.curation import confirm, confirmation_for, reject
+from webapp.errors import DuplicateId, ServiceError
 from webapp.extensions import db
 from webapp.models import Drawing, Prediction, Rating, new_id
 from webapp.registry import ModelsUnavailable, get_registry
-from webapp.curation import confirm, confirmation_for, reject
 from webapp.runs import maybe_trigger_automatically
 from webapp.storage import StorageError, get_store
+from webapp.writer import AnsweredPrediction, store_predictions
 
 log = logging.getLogger(__name__)
 
-STORAGE_RETRY_SECONDS = 5.0
 RATING_POLL_SECONDS = 0.02
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
-
-
-class ServiceError(Exception):
-    """A failure with an HTTP status and a machine-readable code."""
-
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
-class DuplicateId(ServiceError):
-    """Another request committed a drawing under the same client-supplied id first."""
-
-    def __init__(self):
-        super().__init__(409, "id_taken", "a drawing was already saved under this id")
 
 
 def _drawing_values(*, drawing: Preprocessed, source: str, label: int | None, client_id: str | None,
@@ -117,6 +100,12 @@ def _same_drawing_stored(row: Drawing) -> Drawing | None:
     return stored
 
 
+def _policy_confirmation(row: Drawing, cnn) -> str | None:
+    """Why the confirmation policy confirms ``row`` at once given the CNN's reading (an answer or a
+    stored prediction, or None without one), or None when it waits for review."""
+    return confirmation_for(row, cnn_label=cnn.label if cnn else None, cnn_confidence=cnn.confidence if cnn else None)
+
+
 def save_drawing(*, drawing: Preprocessed, label: int | None, client_id: str | None,
                  not_digit: bool = False, drawing_id: str | None = None) -> Drawing:
     """Store a labelled contribution, with both models' readings (for review and the policy).
@@ -134,9 +123,7 @@ def save_drawing(*, drawing: Preprocessed, label: int | None, client_id: str | N
     except ModelsUnavailable:  # a contribution does not need the models
         answers = {}
     rows = [_prediction_row(row.id, name, answer) for name, answer in answers.items()]
-    cnn = answers.get("cnn")
-    reason = None if not_digit else confirmation_for(
-        row, cnn_label=cnn.label if cnn else None, cnn_confidence=cnn.confidence if cnn else None)
+    reason = None if not_digit else _policy_confirmation(row, answers.get("cnn"))
     if reason:
         confirm(row, reason=reason)
     try:
@@ -161,20 +148,6 @@ def _prediction_row(drawing_id: str, name: str, answer) -> Prediction:
     return Prediction(**_prediction_values(drawing_id, name, answer))
 
 
-@dataclass(frozen=True)
-class AnsweredPrediction:
-    """A prediction already answered, waiting to be stored: its rows' columns and the image."""
-
-    app: object
-    drawing: dict
-    data: bytes
-    predictions: list[dict]
-
-    @property
-    def id(self) -> str:
-        return self.drawing["id"]
-
-
 def predict_drawing(*, drawing: Preprocessed, client_id: str | None) -> tuple[str | None, dict]:
     """Both models' answers for a drawing, and the id under which it is stored for rating.
 
@@ -192,139 +165,8 @@ def predict_drawing(*, drawing: Preprocessed, client_id: str | None) -> tuple[st
     pending = AnsweredPrediction(app, values, drawing.upload.data,
                                  [_prediction_values(values["id"], name, answer) for name, answer in answers.items()])
     if not app.config["PREDICTION_WRITE_BEHIND"]:
-        return (pending.id if _store_predictions([pending]) else None), answers
+        return (pending.id if store_predictions([pending]) else None), answers
     return (pending.id if writer.submit(pending) else None), answers
-
-
-def _store_predictions(batch: list[AnsweredPrediction]) -> int:
-    """Store a batch of answered predictions: every object, then all their rows in one commit.
-
-    One commit for many drawings is what lets the writer keep up under load (a commit is a
-    disk flush), and the rows go in as bulk INSERTs of plain values, without the ORM's
-    per-object bookkeeping. The order is the one save uses, so a row never points at a
-    missing object. Returns how many were stored.
-    """
-    app = batch[0].app
-    writer = app.extensions["inkling.writer"]
-    with app.app_context():
-        store = get_store()
-        written: list[AnsweredPrediction] = []
-        try:
-            for item in batch:
-                try:
-                    store.put(item.drawing["object_key"], item.data, content_type=item.drawing["content_type"])
-                except StorageError as exc:
-                    writer.trip()
-                    log.warning("%d answered predictions not stored: %s", len(batch) - len(written), exc)
-                    break
-                written.append(item)
-            if not written:
-                return 0
-            try:
-                db.session.execute(insert(Drawing), [item.drawing for item in written])
-                db.session.execute(insert(Prediction), [row for item in written for row in item.predictions])
-                db.session.commit()
-            except SQLAlchemyError as exc:
-                db.session.rollback()
-                writer.trip()
-                log.warning("%d answered predictions not stored: %s", len(written), exc)
-                for item in written:
-                    try:
-                        store.delete(item.drawing["object_key"])
-                    except StorageError:
-                        log.error("orphan object %s left for the reconciler", item.drawing["object_key"])
-                return 0
-            return len(written)
-        finally:
-            db.session.remove()
-
-
-class PredictionWriter:
-    """One background thread per process that stores answered predictions, a batch per commit.
-
-    The thread gathers what arrives within ``linger`` seconds into one batch: under load that
-    is one commit (and one round of ORM work) for dozens of predictions instead of one each,
-    which halved the CPU a stored prediction costs. Bounded: when it falls behind (or storage
-    failed a moment ago) new predictions are answered without being stored rather than
-    queued without limit. The thread starts with the first prediction, so in the worker
-    process, never in a parent that forks.
-    """
-
-    def __init__(self, *, max_pending: int = 1024, retry_seconds: float = STORAGE_RETRY_SECONDS,
-                 batch_size: int = 64, linger: float = 0.05):
-        self._queue: queue.Queue = queue.Queue(maxsize=max_pending)
-        self._batch_size = batch_size
-        self._linger = linger
-        self._retry_seconds = retry_seconds
-        self._closed_until = 0.0
-        self._lock = threading.Lock()
-        self._stored = threading.Condition(self._lock)
-        self._pending: set[str] = set()
-        self._thread: threading.Thread | None = None
-
-    def accepting(self) -> bool:
-        return time.monotonic() >= self._closed_until
-
-    def trip(self) -> None:
-        self._closed_until = time.monotonic() + self._retry_seconds
-
-    def submit(self, item: AnsweredPrediction) -> bool:
-        with self._lock:
-            try:
-                self._queue.put_nowait(item)
-            except queue.Full:
-                return False
-            self._pending.add(item.id)
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="prediction-writer", daemon=True)
-                self._thread.start()
-        return True
-
-    def wait_for(self, drawing_id: str, timeout: float = 5.0) -> bool:
-        """Wait while ``drawing_id`` is queued here; False if it was not (or is still) pending."""
-        deadline = time.monotonic() + timeout
-        with self._stored:
-            if drawing_id not in self._pending:
-                return False
-            while drawing_id in self._pending:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._stored.wait(remaining)
-        return True
-
-    def _next_batch(self) -> list[AnsweredPrediction]:
-        batch = [self._queue.get()]
-        deadline = time.monotonic() + self._linger
-        while len(batch) < self._batch_size:
-            remaining = deadline - time.monotonic()
-            try:
-                batch.append(self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait())
-            except queue.Empty:
-                break
-        return batch
-
-    def _run(self) -> None:
-        while True:
-            batch = self._next_batch()
-            try:
-                _store_predictions(batch)
-            except Exception:  # the thread must outlive any one batch
-                log.exception("storing %d answered predictions failed", len(batch))
-            finally:
-                with self._stored:
-                    self._pending.difference_update(item.id for item in batch)
-                    self._stored.notify_all()
-                for _ in batch:
-                    self._queue.task_done()
-
-    def flush(self, timeout: float = 30) -> None:
-        """Wait until everything submitted so far is stored (tests, and shutdown)."""
-        deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self._queue.unfinished_tasks} predictions still being stored")
-            time.sleep(0.01)
 
 
 def _answered_prediction(drawing_id: str) -> Drawing | None:
@@ -364,8 +206,7 @@ def record_feedback(*, drawing_id: str, label: int, client_id: str | None,
         raise ServiceError(409, "already_rated", "this prediction has already been rated")
     rating = Rating(drawing_id=row.id, label=label, client_id=client_id)
     row.label, row.source = label, "feedback"
-    cnn = next((p for p in row.predictions if p.model_name == "cnn"), None)
-    reason = confirmation_for(row, cnn_label=cnn.label if cnn else None, cnn_confidence=cnn.confidence if cnn else None)
+    reason = _policy_confirmation(row, next((p for p in row.predictions if p.model_name == "cnn"), None))
     if reason:
         confirm(row, reason=reason)
     try:

@@ -320,7 +320,7 @@ def test_to_model_input_shapes():
 def test_component_labelling_matches_a_flood_fill():
     from collections import deque
 
-    from training.preprocess import _label
+    from training.preprocess import _connected_components
 
     def flood_fill(occupied):
         labels, count = np.zeros(occupied.shape, int), 0
@@ -342,7 +342,7 @@ def test_component_labelling_matches_a_flood_fill():
     rng = np.random.default_rng(0)
     for _ in range(500):
         occupied = rng.random((rng.integers(1, 20), rng.integers(1, 20))) < rng.uniform(0.1, 0.7)
-        ours, reference = _label(occupied), flood_fill(occupied)
+        ours, reference = _connected_components(occupied), flood_fill(occupied)
         assert ours.max() == reference.max()
         # The same partition: each of our parts maps to exactly one of the reference's.
         assert len(set(zip(ours[occupied].tolist(), reference[occupied].tolist()))) == ours.max()

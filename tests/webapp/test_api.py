@@ -377,13 +377,13 @@ def test_write_behind_stores_predictions_after_answering(app, client, canvas_dra
 
 def test_write_behind_gathers_predictions_into_one_batch(app, client, canvas_drawings, monkeypatch):
     """Predictions arriving within the writer's linger are stored with one commit, not one each."""
-    from webapp import services
+    from webapp import writer as write_behind
 
     app.config["PREDICTION_WRITE_BEHIND"] = True
-    writer = app.extensions["inkling.writer"] = services.PredictionWriter(linger=2.0)
+    writer = app.extensions["inkling.writer"] = write_behind.PredictionWriter(linger=2.0)
     sizes = []
-    store_batch = services._store_predictions
-    monkeypatch.setattr(services, "_store_predictions", lambda batch: (sizes.append(len(batch)), store_batch(batch)))
+    store_batch = write_behind.store_predictions
+    monkeypatch.setattr(write_behind, "store_predictions", lambda batch: (sizes.append(len(batch)), store_batch(batch)))
     ids = [client.post("/api/v1/predictions", json={"image": d.data_url}).json["id"] for d in canvas_drawings[:5]]
     writer.flush()
     assert sizes == [5] and counts(app) == (5, 5) and keys_match_rows(app)
@@ -392,7 +392,7 @@ def test_write_behind_gathers_predictions_into_one_batch(app, client, canvas_dra
 
 
 def test_rating_a_prediction_before_it_is_stored_waits_for_it(app, client, canvas_drawings):
-    from webapp.services import PredictionWriter
+    from webapp.writer import PredictionWriter
 
     app.config["PREDICTION_WRITE_BEHIND"] = True
     app.extensions["inkling.writer"] = PredictionWriter(linger=2.0)

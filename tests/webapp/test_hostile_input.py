@@ -16,12 +16,12 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
+from bench import corpus
 from webapp.extensions import db
 from webapp.models import Drawing, Prediction, Rating
 from webapp.storage import get_store
 from webapp.visitors import CLIENT_COOKIE, cookie_for
 
-from . import hostile_corpus as corpus
 from .conftest import make_app, serve
 from .test_storage import monkeypatch_module, s3_config, s3_endpoint  # noqa: F401  (fixtures)
 

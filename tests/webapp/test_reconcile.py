@@ -10,11 +10,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
+from bench import corpus
 from webapp.extensions import db
 from webapp.models import Drawing
 from webapp.storage import StorageUnavailable, get_store
 
-from . import hostile_corpus as corpus
 from .conftest import make_app, serve
 from .test_storage import monkeypatch_module, s3_config, s3_endpoint  # noqa: F401  (fixtures)
 

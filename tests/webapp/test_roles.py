@@ -213,7 +213,7 @@ def test_a_disabled_account_s_tokens_stop_working(app, client, staff, runner):
 
 
 def test_a_reviewer_s_token_cannot_be_given_the_admin_scope(app, staff):
-    from webapp.services import ServiceError
+    from webapp.errors import ServiceError
 
     with pytest.raises(ServiceError, match="does not allow"):
         make_token(app, "rita", "rita-admin", ["admin"])

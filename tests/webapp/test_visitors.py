@@ -149,7 +149,7 @@ def second_process(app, database_url, object_root, tmp_path):
 
 def test_a_rating_waits_for_a_prediction_another_process_is_still_storing(app, client, second_process,
                                                                           canvas_drawings):
-    from webapp.services import PredictionWriter
+    from webapp.writer import PredictionWriter
 
     app.config["PREDICTION_WRITE_BEHIND"] = True
     # The answering process stores what it answered only after a while.

@@ -1,4 +1,4 @@
-"""Hostile uploads, made in code and seeded: the corpus, PNG bombs and a PNG mutator (tests and bench/hostile.py)."""
+"""Hostile inputs, made in code and seeded: images, PNG bombs, a PNG mutator and bad request values."""
 
 from __future__ import annotations
 
@@ -100,15 +100,15 @@ def _noncanonical_b64(data: bytes) -> str:
 def bad_images() -> list[Case]:
     """Image payloads every image endpoint must refuse with a 4xx and store nothing."""
     valid = encode(digit_image())
-    valid_b64 = b64(valid)
-    jpeg, gif = encode(digit_image(), "JPEG"), encode(digit_image(), "GIF")
-    bmp = encode(digit_image(), "BMP")
-    svg = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script><path d="M50 20v60"/></svg>'
     html = b"<!doctype html><html><script>alert(document.cookie)</script></html>"
+    return _bad_encodings(valid) + _bad_image_data(valid, html) + _bad_bodies(valid, html)
+
+
+def _bad_encodings(valid: bytes) -> list[Case]:
+    """An ``image`` that is not a string, or not a well-formed data URL or base64: 400."""
+    valid_b64 = b64(valid)
     noncanonical = _noncanonical_b64(valid)
-    bad_crc = bytearray(valid)
-    bad_crc[29] ^= 0xFF  # inside IHDR's CRC
-    cases = [
+    return [
         Case("image is null", {"image": None}, (400,)),
         Case("image is a number", {"image": 5}, (400,)),
         Case("image is true", {"image": True}, (400,)),
@@ -132,6 +132,17 @@ def bad_images() -> list[Case]:
         Case("prefix without comma", {"image": "data:image/png;base64" + valid_b64}, (400,)),
         Case("non-ASCII in base64", {"image": "data:image/png;base64," + valid_b64[:40] + "é" + valid_b64[41:]},
              (400,)),
+    ]
+
+
+def _bad_image_data(valid: bytes, html: bytes) -> list[Case]:
+    """Well-encoded bytes that are not an accepted image (415), too large (413) or blank (422)."""
+    jpeg, gif = encode(digit_image(), "JPEG"), encode(digit_image(), "GIF")
+    bmp = encode(digit_image(), "BMP")
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script><path d="M50 20v60"/></svg>'
+    bad_crc = bytearray(valid)
+    bad_crc[29] ^= 0xFF  # inside IHDR's CRC
+    return [
         Case("HTML declared as HTML", {"image": data_url(html, "text/html")}, (415,)),
         Case("SVG declared as SVG", {"image": data_url(svg, "image/svg+xml")}, (415,)),
         Case("JPEG labelled PNG", {"image": data_url(jpeg)}, (415,)),
@@ -154,6 +165,12 @@ def bad_images() -> list[Case]:
         Case("animated PNG", {"image": data_url(animated_png())}, (415,)),
         Case("blank canvas", {"image": data_url(encode(Image.new("RGBA", (280, 280), (0, 0, 0, 0))))}, (422,)),
         Case("10000x10000 bomb", {"image": data_url(bomb_png())}, (413,)),
+    ]
+
+
+def _bad_bodies(valid: bytes, html: bytes) -> list[Case]:
+    """Request bodies that are not a JSON object or a form with an image file."""
+    return [
         Case("body is not JSON", b"not json", (400,)),
         Case("body is a JSON array", b"[1, 2]", (400,)),
         Case("body is a JSON string", b'"' + data_url(valid).encode() + b'"', (400,)),
@@ -167,7 +184,6 @@ def bad_images() -> list[Case]:
              b"Content-Type: image/png\r\n\r\n" + html + b"\r\n--x\r\nContent-Disposition: form-data; name=\"label\""
              b"\r\n\r\n1\r\n--x--\r\n", (415,), content_type="multipart/form-data; boundary=x"),
     ]
-    return cases
 
 
 BAD_LABELS = ["10", "-1", "٣", True, 3.0, -1, 10, None, [3], {"label": 3}, "7 ", "", "3.0", 1e308]
@@ -233,6 +249,11 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
 
 
 def _mutate(data: bytes, rng: random.Random, kind: int) -> bytes:
+    return _damage_bytes(data, rng, kind) if kind < 4 else _damage_chunks(data, rng, kind)
+
+
+def _damage_bytes(data: bytes, rng: random.Random, kind: int) -> bytes:
+    """Byte-level damage, blind to the PNG's structure."""
     out = bytearray(data)
     if kind == 0:  # flip bits anywhere
         for _ in range(rng.randint(1, 8)):
@@ -246,8 +267,12 @@ def _mutate(data: bytes, rng: random.Random, kind: int) -> bytes:
         return bytes(out)
     if kind == 2:  # truncate
         return bytes(out[:rng.randrange(len(out))])
-    if kind == 3:  # append junk
-        return bytes(out) + rng.randbytes(rng.randint(1, 256))
+    return bytes(out) + rng.randbytes(rng.randint(1, 256))  # kind 3: append junk
+
+
+def _damage_chunks(data: bytes, rng: random.Random, kind: int) -> bytes:
+    """Chunk-level changes, CRCs recomputed so the decoder sees them."""
+    out = bytearray(data)
     chunks = _chunks(data)
     if kind == 4:  # a header field set to an odd value, CRC recomputed so the decoder sees it
         header = bytearray(chunks[0][1])
@@ -286,7 +311,11 @@ def _mutate(data: bytes, rng: random.Random, kind: int) -> bytes:
             offset += 12 + len(chunks[_][1])
         out[offset:offset + 4] = rng.choice([0, 1, 0x7FFFFFFF, 0xFFFFFFFF, rng.randrange(1 << 31)]).to_bytes(4, "big")
         return bytes(out)
-    # re-compress different scanlines under the same header (wrong length, bad filter bytes)
+    return _recompress(chunks, rng)
+
+
+def _recompress(chunks: list[tuple[bytes, bytes]], rng: random.Random) -> bytes:
+    """Different scanlines re-compressed under the same header (wrong length, bad filter bytes)."""
     index = next(i for i, (name, _) in enumerate(chunks) if name == b"IDAT")
     raw = zlib.decompress(b"".join(body for name, body in chunks if name == b"IDAT"))
     raw = bytearray(raw[:rng.randrange(len(raw) + 1)] + rng.randbytes(rng.randint(0, 64)))

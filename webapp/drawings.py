@@ -1,0 +1,50 @@
+"""Drawings as the API and the staff pages show and find them: their JSON, a row by id, query-string filters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import request, url_for
+
+from webapp.errors import ServiceError
+from webapp.extensions import db
+from webapp.models import SOURCES, STATUSES, Drawing, iso
+from webapp.parsing import int_arg
+
+
+def drawing_json(row: Drawing) -> dict:
+    return {
+        "id": row.id, "label": row.label, "status": row.status, "source": row.source, "not_digit": row.not_digit,
+        "created": iso(row.created_at), "content_type": row.content_type, "size_bytes": row.size_bytes,
+        "width": row.width, "height": row.height, "sha256": row.sha256,
+        "image_url": url_for("api.drawing_image", drawing_id=row.id),
+        "predictions": {p.model_name: {"label": p.label, "confidence": p.confidence,
+                                       "model_version": p.model_version} for p in row.predictions},
+    }
+
+
+def get_or_404(model, row_id: str, what: str):
+    """The row with this uuid from a URL; an id longer than any uuid is not even looked up."""
+    row = db.session.get(model, row_id) if len(row_id) <= 36 else None
+    if row is None:
+        raise ServiceError(404, "not_found", f"no {what} with that id")
+    return row
+
+
+def column_filters(*, label_message: str, one_of: Callable[[str, tuple[str, ...]], str]) -> tuple[list, dict]:
+    """Filters on label, status and source from the query string, and the values chosen.
+
+    The messages are the caller's: the API answers in English, the staff pages in the reader's language.
+    """
+    filters, chosen = [], {}
+    label = int_arg("label", default=None, low=0, high=9, message=label_message)
+    if label is not None:
+        filters.append(Drawing.label == label)
+        chosen["label"] = str(label)
+    for name, allowed in (("status", STATUSES), ("source", SOURCES)):
+        if value := request.args.get(name, ""):
+            if value not in allowed:
+                raise ServiceError(400, f"invalid_{name}", one_of(name, allowed))
+            filters.append(getattr(Drawing, name) == value)
+            chosen[name] = value
+    return filters, chosen
