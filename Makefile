@@ -7,7 +7,7 @@ PORT ?= 5000
 HOST ?= 127.0.0.1
 export INKLING_INSTANCE_PATH := $(abspath $(INSTANCE))
 
-.PHONY: run setup test install data models bench bench-accuracy bench-writers bench-latency bench-http bench-continual bench-export bench-load bench-hotswap translations clean
+.PHONY: run setup test install data models bench bench-accuracy bench-writers bench-latency bench-http bench-continual bench-export bench-load bench-hotswap bench-prune translations clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,9 +32,10 @@ setup: models
 	$(BIN)/flask --app webapp models import-base
 
 # The web server and a Celery worker, with embedded defaults (SQLite, local storage and a
-# SQLite broker) unless DATABASE_URL, S3_BUCKET or REDIS_URL say otherwise. Ctrl-C stops both.
+# SQLite broker) unless DATABASE_URL, S3_BUCKET or REDIS_URL say otherwise; the worker's beat (-B)
+# prunes expired predictions hourly. Ctrl-C stops both.
 run: setup
-	@$(BIN)/celery -A workers.celery_app worker --loglevel=INFO --pool=solo & worker=$$!; \
+	@$(BIN)/celery -A workers.celery_app worker -B --loglevel=INFO --pool=solo & worker=$$!; \
 	trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
 	echo "Inkling on http://$(HOST):$(PORT)/"; \
 	$(BIN)/gunicorn --config gunicorn.conf.py --bind $(HOST):$(PORT) "webapp:create_app()"
@@ -64,6 +65,10 @@ bench-continual: models
 # Needs MNIST only (its digits are the drawings); `--database-url` runs it on PostgreSQL.
 bench-export: data
 	$(BIN)/python -m bench.export
+
+# 100,000 expired predictions pruned on PostgreSQL + moto S3 while gunicorn answers (COUNT= for fewer).
+bench-prune: install
+	$(BIN)/python -m bench.prune $(if $(COUNT),--count $(COUNT))
 
 # Predictions at concurrency 1, 8 and 32 (wrk), contributions on PostgreSQL + moto S3, and a
 # 10-minute soak at half the peak rate; needs wrk (apt-get install wrk) and PostgreSQL.

@@ -27,7 +27,7 @@ import numpy as np
 from bench.harness import print_floors
 from training import MODEL_NAMES, NUM_CLASSES
 from training.devset import VARIANTS, generate
-from training.finetune import Samples, evaluate, fine_tune, fine_tune_config, gate
+from training.finetune import Samples, evaluate, fine_tune, fine_tune_config, judge
 from training.mnist import Mnist, load_mnist
 from training.preprocess import preprocess
 from training.train import accuracy, default_models_root
@@ -94,8 +94,9 @@ def run_seed(seed: int, *, args, mnist: Mnist, parents: dict, timed_run: bool) -
                                   seed=seed, config=FINE_TUNE_CONFIGS[name])
             row[kind] = evaluate(candidate, mnist=mnist, holdout=holdout)
             row[kind]["unseen"] = accuracy(candidate, mnist.x_test[unseen], mnist.y_test[unseen])
-            row[kind]["promote"], row[kind]["reason"] = gate(row["parent"], row[kind],
-                                                                mnist_tolerance=MNIST_TOLERANCE)
+            decision = judge(model, candidate, mnist=mnist, holdout=holdout, reference=Samples.empty(),
+                             mnist_tolerance=MNIST_TOLERANCE)[2]
+            row[kind]["promote"], row[kind]["reason"] = decision.promote, decision.reason
         results[name] = row
         print(f"  {name}: fine-tuned on the new drawings and on the poisoned ones", flush=True)
 
@@ -167,8 +168,8 @@ def print_accuracy_table(results: dict, rows: list[tuple[str, str]]) -> None:
 
 
 def print_gate(results: dict) -> None:
-    print("\n  Gate (promote only if MNIST falls <= "
-          f"{MNIST_TOLERANCE * 100:.1f} points and the holdout does not fall)")
+    print("\n  Gate (training.gate: promote only on significantly more fixed than broken, MNIST falling <= "
+          f"{MNIST_TOLERANCE * 100:.1f} points, no set or digit significantly worse)")
     for kind in ("clean", "poisoned"):
         for name in MODEL_NAMES:
             after = results[name][kind]

@@ -1,4 +1,4 @@
-"""Fine-tuning a published version on new user drawings, without forgetting MNIST, and the gate.
+"""Fine-tuning a published version on new user drawings, without forgetting MNIST, and judging it.
 
 Plain library: the caller (a Celery task, a benchmark, a test) supplies arrays of stored
 28x28 uint8 pixels and labels; nothing here knows about databases or object stores.
@@ -16,7 +16,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from training.gate import Decision, confusion, decide  # noqa: E402
 from training.mnist import Mnist  # noqa: E402
+from training.preprocess import to_model_input  # noqa: E402
 from training.train import CONFIGS, TrainConfig, accuracy, fit, recalibrate_batch_norm, set_seed  # noqa: E402
 
 Progress = Callable[[dict], None]
@@ -144,19 +146,33 @@ def evaluate(model: keras.Model, *, mnist: Mnist, holdout: Samples) -> dict:
     }
 
 
-def gate(parent: dict, candidate: dict, *, mnist_tolerance: float) -> tuple[bool, str]:
-    """Promote only a candidate no worse on MNIST (by at most ``mnist_tolerance``, a fraction:
-    MNIST_TOLERANCE in webapp/config.py) and on the user holdout."""
-    drop = parent["mnist_test_accuracy"] - candidate["mnist_test_accuracy"]
-    if drop > mnist_tolerance:
-        return False, (f"MNIST test accuracy fell {drop * 100:.2f} points "
-                       f"({parent['mnist_test_accuracy']:.2%} -> {candidate['mnist_test_accuracy']:.2%}), "
-                       f"more than the {mnist_tolerance * 100:.2f} allowed")
-    before, after = parent.get("holdout_accuracy"), candidate.get("holdout_accuracy")
-    if before is not None and after is not None and after < before:
-        return False, (f"accuracy on the user holdout fell ({before:.2%} -> {after:.2%}, "
-                       f"{candidate['holdout_size']} drawings)")
-    holdout = (f"; user holdout {before:.2%} -> {after:.2%}" if before is not None and after is not None
-               else "; no user holdout yet")
-    return True, (f"MNIST {parent['mnist_test_accuracy']:.2%} -> {candidate['mnist_test_accuracy']:.2%}"
-                  f"{holdout}")
+def predicted(model: keras.Model, x: np.ndarray) -> np.ndarray:
+    """The digit the network reads in each stored 28x28 drawing."""
+    if len(x) == 0:
+        return np.zeros((0,), np.int64)
+    return np.argmax(model.predict(to_model_input(x), batch_size=1000, verbose=0), axis=1)
+
+
+def judge(parent: keras.Model, candidate: keras.Model, *, mnist: Mnist, holdout: Samples,
+          reference: Samples, mnist_tolerance: float) -> tuple[dict, dict, Decision]:
+    """Both networks answer the same drawings; the paired gate (training.gate) decides.
+
+    Returns the parent's and the candidate's metrics (accuracies, set sizes, the candidate's
+    confusion matrix on the holdout) and the decision, whose checks hold the counts.
+    """
+    sets = {"mnist": (mnist.x_test, mnist.y_test), "holdout": (holdout.x, holdout.y),
+            "reference": (reference.x, reference.y)}
+    answers = {name: (y, predicted(parent, x), predicted(candidate, x)) for name, (x, y) in sets.items()}
+    decision = decide(answers, mnist_tolerance=mnist_tolerance)
+
+    def metrics(which: int) -> dict:
+        found = {"mnist_test_accuracy": float(np.mean(answers["mnist"][which] == mnist.y_test))}
+        for name in ("holdout", "reference"):
+            labels = answers[name][0]
+            found[f"{name}_accuracy"] = float(np.mean(answers[name][which] == labels)) if len(labels) else None
+            found[f"{name}_size"] = int(len(labels))
+        if len(holdout):
+            found["holdout_confusion"] = confusion(holdout.y, answers["holdout"][which])
+        return found
+
+    return metrics(1), metrics(2), decision

@@ -129,6 +129,15 @@ def preprocess(payload: bytes | str, *, max_bytes: int = MAX_IMAGE_BYTES) -> Pre
     return Preprocessed(pixels=_normalise(_digit_ink(_ink_signal(image))), upload=upload)
 
 
+def normalise_ink(ink: np.ndarray) -> np.ndarray:
+    """Ink already found (float32 in [0, 1], white on black, any size) -> 28x28 uint8 pixels.
+
+    The second half of :func:`preprocess`, for drawings made in code (training.synth), so they
+    are cropped, stroke-corrected, scaled and centred exactly as uploads are.
+    """
+    return _normalise(np.asarray(ink, dtype=np.float32))
+
+
 def decode_payload(payload: bytes | str, *, max_bytes: int = MAX_IMAGE_BYTES) -> tuple[bytes, str | None]:
     """Return the image bytes of a payload and the MIME type it declared, if any."""
     if isinstance(payload, (bytes, bytearray, memoryview)):

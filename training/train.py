@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -25,6 +26,7 @@ from training.export import save_version  # noqa: E402
 from training.mnist import load_mnist  # noqa: E402
 from training.networks import build  # noqa: E402
 from training.preprocess import to_model_input  # noqa: E402
+from training.synth import synthesise_batch  # noqa: E402
 from training.versions import StoredVersion, default_models_root, list_versions, next_version  # noqa: E402
 
 
@@ -40,13 +42,15 @@ class TrainConfig:
     # "adam" trains from scratch; "sgd" (Nesterov momentum 0.9, no warm-up) continues training
     # a converged network, see compile_model.
     optimizer: str = "adam"
+    # Procedural drawings (training.synth) added to MNIST: styles MNIST's writers rarely used.
+    synthetic: int = 0
 
 
 CONFIGS = {
     "fnn": TrainConfig(epochs=10, batch_size=256, learning_rate=1e-3, jit_compile=False,
-                       augmentation=FNN_AUGMENTATION),
-    "cnn": TrainConfig(epochs=11, batch_size=128, learning_rate=2e-3, jit_compile=False,
-                       augmentation=CNN_AUGMENTATION),
+                       augmentation=FNN_AUGMENTATION, synthetic=20_000),
+    "cnn": TrainConfig(epochs=8, batch_size=128, learning_rate=2e-3, jit_compile=False,
+                       augmentation=CNN_AUGMENTATION, synthetic=20_000),
 }
 
 
@@ -128,6 +132,12 @@ def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.argmax(probabilities, axis=1) == y))
 
 
+@functools.lru_cache(maxsize=1)
+def _synthetic(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    # Both networks of a run train on the same drawings, which take ~a minute to draw.
+    return synthesise_batch(count, seed=seed)
+
+
 def train_base(name: str, *, root: Path, seed: int = 0, config: TrainConfig | None = None,
                mnist=None, train_limit: int | None = None, verbose="auto") -> StoredVersion:
     """Train one network from scratch on MNIST, evaluate it and publish it as a new version."""
@@ -136,6 +146,11 @@ def train_base(name: str, *, root: Path, seed: int = 0, config: TrainConfig | No
     x, y = mnist.x_train, mnist.y_train
     if train_limit:
         x, y = x[:train_limit], y[:train_limit]
+    # A run on part of MNIST gets procedural drawings in the same proportion.
+    synthetic = round(config.synthetic * len(x) / len(mnist.x_train))
+    if synthetic:
+        synthetic_x, synthetic_y = _synthetic(synthetic, seed)
+        x, y = np.concatenate([x, synthetic_x]), np.concatenate([y, synthetic_y])
     set_seed(seed)
     model = build(name)
     started = time.perf_counter()
@@ -145,7 +160,8 @@ def train_base(name: str, *, root: Path, seed: int = 0, config: TrainConfig | No
         "mnist_test_accuracy": accuracy(model, mnist.x_test, mnist.y_test),
         "mnist_val_accuracy": accuracy(model, mnist.x_val, mnist.y_val),
     }
-    training = {"kind": "base", "seed": seed, "samples": int(len(x)), "seconds": round(seconds, 1),
+    training = {"kind": "base", "seed": seed, "samples": int(len(x)), "synthetic": synthetic,
+                "seconds": round(seconds, 1),
                 "config": {**asdict(replace(config, augmentation=None)),
                            "augmentation": asdict(config.augmentation) if config.augmentation else None}}
     return save_version(model, root=root, name=name, version=next_version(root, name), parent=None,
@@ -158,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", choices=MODEL_NAMES, default=list(MODEL_NAMES))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=None, help="override every model's epoch count")
-    parser.add_argument("--train-limit", type=int, default=None, help="train on the first N images only")
+    parser.add_argument("--train-limit", type=int, default=None,
+                        help="train on the first N MNIST images only (and procedural drawings in proportion)")
     parser.add_argument("--mnist-path", default=None, help="a local MNIST (.npz, IDX folder, .pkl.gz, .whl)")
     parser.add_argument("--if-missing", action="store_true", help="skip models that already have a version")
     args = parser.parse_args(argv)
@@ -169,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: version {list_versions(root, name)[-1]} exists; skipping")
             continue
         config = CONFIGS[name] if args.epochs is None else replace(CONFIGS[name], epochs=args.epochs)
-        print(f"== training {name}: {config.epochs} epochs on {args.train_limit or len(mnist.x_train)} images")
+        print(f"== training {name}: {config.epochs} epochs on {args.train_limit or len(mnist.x_train)} MNIST images"
+              + (f" and {config.synthetic:,} procedural drawings" if config.synthetic else ""))
         stored = train_base(name, root=root, seed=args.seed, config=config, mnist=mnist,
                             train_limit=args.train_limit)
         metrics = stored.manifest["metrics"]

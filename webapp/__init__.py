@@ -136,10 +136,11 @@ def register_services(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from webapp import access, admin, admin_api, api, openapi, pages
+    from webapp import access, admin, admin_api, api, my_drawings, openapi, pages
     from webapp.extensions import csrf
 
     app.register_blueprint(pages.bp)
+    app.register_blueprint(my_drawings.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(access.bp)
     app.register_blueprint(api.bp)
@@ -199,10 +200,11 @@ def register_celery(app: Flask) -> None:
 
 
 def register_commands(app: Flask) -> None:
-    from webapp.cli import dataset_cli, models_cli, storage_cli, tokens_cli, users_cli
+    from webapp.cli import dataset_cli, models_cli, reference_cli, storage_cli, tokens_cli, users_cli
 
     app.cli.add_command(users_cli)
     app.cli.add_command(tokens_cli)
     app.cli.add_command(models_cli)
     app.cli.add_command(dataset_cli)
     app.cli.add_command(storage_cli)
+    app.cli.add_command(reference_cli)

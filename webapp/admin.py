@@ -12,7 +12,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 from flask_wtf import FlaskForm
-from sqlalchemy import exists, func, select
+from sqlalchemy import case, exists, func, select
 from sqlalchemy.orm import selectinload
 from werkzeug.security import check_password_hash, generate_password_hash
 from wtforms import PasswordField, StringField
@@ -20,6 +20,7 @@ from wtforms.validators import DataRequired, Length
 
 from webapp import dashboard
 from webapp.auth import admin_page, review_page
+from webapp.curation import REVIEWABLE
 from webapp.extensions import db, limiter
 from webapp.models import SOURCES, STATUSES, Drawing, Prediction, User
 from webapp.pages import local_path
@@ -133,6 +134,8 @@ def _drawing_filters() -> tuple[list, dict]:
                 abort(400, description=_("%(name)s must be one of %(allowed)s", name=name, allowed=", ".join(allowed)))
             filters.append(getattr(Drawing, name) == value)
             chosen[name] = value
+    if chosen.get("status") == "pending":
+        filters.append(REVIEWABLE)
     if args.get("not_digit") == "1":
         filters.append(Drawing.not_digit)
         chosen["not_digit"] = "1"
@@ -160,15 +163,20 @@ def _page(total: int, size: int) -> tuple[int, int]:
 def review():
     filters, chosen = _drawing_filters()
     if "status" not in request.args:
-        filters.append(Drawing.status == "pending")
+        filters += [Drawing.status == "pending", REVIEWABLE]
         chosen["status"] = "pending"
     elif not request.args["status"]:
         chosen.pop("status", None)
     total = db.session.scalar(select(func.count()).select_from(Drawing).where(*filters)) or 0
     page, pages = _page(total, REVIEW_PAGE_SIZE)
-    # Oldest first: the queue is worked through in arrival order.
+    # What matters most first: drawings a network reads otherwise than labelled, then those the
+    # networks are least sure of; arrival order breaks ties.
+    disagreement = exists().where(Prediction.drawing_id == Drawing.id, Prediction.label != Drawing.label)
+    confidence = (select(func.min(Prediction.confidence)).where(Prediction.drawing_id == Drawing.id)
+                  .correlate(Drawing).scalar_subquery())
     rows = db.session.scalars(select(Drawing).where(*filters).options(selectinload(Drawing.predictions))
-                              .order_by(Drawing.created_at, Drawing.id)
+                              .order_by(case((disagreement, 0), else_=1), func.coalesce(confidence, 0.0),
+                                        Drawing.created_at, Drawing.id)
                               .limit(REVIEW_PAGE_SIZE).offset((page - 1) * REVIEW_PAGE_SIZE)).all()
     return render_template("admin/review.html", active_nav="review", rows=rows, total=total, page=page,
                            pages=pages, chosen=chosen, statuses=STATUSES, sources=SOURCES)

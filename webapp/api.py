@@ -18,6 +18,7 @@ from webapp.registry import ModelsUnavailable, get_registry
 from webapp.services import (ServiceError, contributions_of, flag_not_digit, predict_drawing, record_feedback,
                              save_drawing)
 from webapp.storage import ObjectNotFound, StorageError, get_store
+from webapp.visibility import may_see, visible_filter
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 health = Blueprint("health", __name__)
@@ -155,9 +156,10 @@ def flag_drawing(drawing_id: str):
 
 @bp.get("/drawings")
 def list_drawings():
+    """A page of the drawings this request may see: a visitor's own, or all for a reviewer (see visibility)."""
     query = select(Drawing).order_by(Drawing.created_at.desc(), Drawing.id)
     count = select(func.count()).select_from(Drawing)
-    filters = []
+    filters = [] if (visible := visible_filter()) is None else [visible]
     if (label := int_arg("label", default=None, low=0, high=9, message=LABEL_MESSAGE)) is not None:
         filters.append(Drawing.label == label)
     for name, allowed in (("status", STATUSES), ("source", SOURCES)):
@@ -182,12 +184,27 @@ def get_or_404(model, row_id: str, what: str):
 
 
 def _drawing_or_404(drawing_id: str) -> Drawing:
-    return get_or_404(Drawing, drawing_id, "drawing")
+    """The drawing, if this request may see it; anyone else's is as good as unknown (a 404, not a
+    403, so that an id cannot be confirmed to exist)."""
+    row = get_or_404(Drawing, drawing_id, "drawing")
+    if not may_see(row):
+        raise ServiceError(404, "not_found", "no drawing with that id")
+    return row
 
 
 @bp.get("/drawings/<drawing_id>")
 def get_drawing(drawing_id: str):
     return jsonify(drawing_json(_drawing_or_404(drawing_id)))
+
+
+@bp.delete("/drawings/<drawing_id>")
+@limiter.limit(lambda: current_app.config["RATE_LIMIT_FEEDBACK"])
+def delete_drawing(drawing_id: str):
+    """The visitor who drew it deletes it: image, row, readings and rating (webapp/retention.py)."""
+    from webapp.retention import delete_own_drawing
+
+    delete_own_drawing(drawing_id=drawing_id, client_id=g.client_id)
+    return jsonify({"id": drawing_id, "deleted": True})
 
 
 @bp.get("/drawings/<drawing_id>/image")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 from training import instance_path
@@ -89,6 +90,22 @@ def check_production(environ, *, secret: str | None) -> None:
         raise ConfigError("INKLING_ENV=production refuses to start:\n  - " + "\n  - ".join(problems))
 
 
+def retention(raw: str | None, *, default: timedelta) -> timedelta:
+    """A duration from the environment: days ("7", "0.5"), or with a unit ("7d", "12h", "30m")."""
+    if raw is None or not raw.strip():
+        return default
+    value, unit = raw.strip().lower(), "d"
+    if value[-1] in "dhm":
+        value, unit = value[:-1], value[-1]
+    try:
+        amount = float(value)
+    except ValueError:
+        amount = -1.0
+    if not 0 < amount < 100_000:
+        raise ConfigError(f"PREDICTION_RETENTION must be a positive number of days, or end in d, h or m; not {raw!r}")
+    return timedelta(**{{"d": "days", "h": "hours", "m": "minutes"}[unit]: amount})
+
+
 def rate_limit_storage(environ) -> str:
     """Where rate-limit counts live: Redis when there is one (all workers share it), else memory.
 
@@ -126,6 +143,7 @@ def from_environment(environ=os.environ) -> dict:
     max_image_bytes = int(environ.get("MAX_IMAGE_BYTES", 2 * 1024 * 1024))
     if environ.get("CONFIRM_POLICY", "review") not in ("review", "agreement"):
         raise ConfigError("CONFIRM_POLICY must be 'review' or 'agreement'")
+    prune_every = float(environ.get("PRUNE_EVERY_SECONDS", 3600))
     return {
         "INKLING_ENV": env,
         "SECRET_KEY": secret,
@@ -160,6 +178,12 @@ def from_environment(environ=os.environ) -> dict:
         "AUTO_CONFIRM": _bool(environ.get("AUTO_CONFIRM")),
         "AGREEMENT_CONFIDENCE": float(environ.get("AGREEMENT_CONFIDENCE", 0.9)),
         "HOLDOUT_FRACTION": float(environ.get("HOLDOUT_FRACTION", 0.2)),
+        # With this many contributors the holdout is a share of contributors (it then measures
+        # writers no version trained on); with fewer, a share of each digit's drawings.
+        "HOLDOUT_MIN_CONTRIBUTORS": int(environ.get("HOLDOUT_MIN_CONTRIBUTORS", 20)),
+        # No contributor's drawings make more than this share of a run's new batch (the rest wait
+        # for later runs), so that no one writer steers what the networks learn.
+        "CONTRIBUTOR_SHARE": float(environ.get("CONTRIBUTOR_SHARE", 0.25)),
         "RETRAIN_EVERY": int(environ.get("RETRAIN_EVERY", 100)),
         "MNIST_TOLERANCE": float(environ.get("MNIST_TOLERANCE", 0.002)),
         "FINETUNE_EPOCHS": int(environ.get("FINETUNE_EPOCHS", 4)),
@@ -199,4 +223,19 @@ def from_environment(environ=os.environ) -> dict:
         "QUARANTINE_DISAGREEMENT": float(environ.get("QUARANTINE_DISAGREEMENT", 0.3)),
         # At most this many of one client's drawings confirmed by the policy per day.
         "AUTO_CONFIRM_DAILY_CAP": int(environ.get("AUTO_CONFIRM_DAILY_CAP", 100)),
+        # Privacy (step 12): unrated, unflagged predictions are deleted once this old; what
+        # people contribute, rate or flag is kept (webapp/retention.py).
+        "PREDICTION_RETENTION": retention(environ.get("PREDICTION_RETENTION"), default=timedelta(days=7)),
+        "PRUNE_BATCH_SIZE": int(environ.get("PRUNE_BATCH_SIZE", 1000)),
+        # Drawings are private: their owner and reviewers see them. 1 shows contributed and rated
+        # ones (never unrated predictions) to anyone (webapp/visibility.py).
+        "PUBLIC_DATASET": _bool(environ.get("PUBLIC_DATASET")),
+        # The worker runs Celery beat (`worker -B`), which sends the prune this often.
+        "CELERY": {
+            "beat_schedule": {"prune-expired-predictions": {
+                "task": "inkling.prune_expired_predictions", "schedule": prune_every,
+                # Stuck behind a long training run, one prune is enough: later ones expire.
+                "options": {"expires": prune_every}}},
+            "beat_schedule_filename": str(instance / "celerybeat-schedule"),
+        },
     }

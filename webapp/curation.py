@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import hashlib
+import hmac
+import math
+from collections import defaultdict
+from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import case, func, select, update
@@ -14,6 +18,8 @@ from webapp.models import Drawing, Prediction, TrainingRun, utcnow
 AUTO_CONFIRMED = "auto-confirmed (AUTO_CONFIRM)"
 AGREEMENT_CONFIRMED = "label agrees with the CNN"
 QUARANTINED = "quarantined: this client's labels often contradict the CNN"
+# A prediction nobody rated has no label to confirm: it is never in the review queue.
+REVIEWABLE = Drawing.source != "prediction"
 
 
 def confirmation_for(drawing: Drawing, *, cnn_label: int | None, cnn_confidence: float | None) -> str | None:
@@ -68,7 +74,7 @@ def _guard_client(drawing: Drawing, *, cnn_label: int | None, cnn_confidence: fl
         recall = (update(Drawing).where(
             Drawing.client_id == drawing.client_id, Drawing.status == "confirmed",
             _confirmed_by_policy())
-            .values(status="pending", confirmed_at=None, holdout=False, status_reason=QUARANTINED))
+            .values(status="pending", confirmed_at=None, status_reason=QUARANTINED))
         if last_run is not None:
             recall = recall.where(Drawing.confirmed_at > last_run)
         db.session.execute(recall)
@@ -83,19 +89,90 @@ def _guard_client(drawing: Drawing, *, cnn_label: int | None, cnn_confidence: fl
 
 
 def confirm(drawing: Drawing, *, reason: str) -> None:
-    """Mark a labelled drawing confirmed, setting aside about HOLDOUT_FRACTION of each label.
+    """Mark a labelled drawing confirmed; at its first confirmation, decide once whether it is holdout.
 
-    The holdout flag is decided once, at confirmation, and never changes, so the holdout
-    stays frozen: versions are always judged on drawings no version trained on.
+    The flag never changes after (relabelled, confirmed again, rejected and restored), so a
+    drawing cannot move between judging versions and training them.
     """
-    fraction = current_app.config["HOLDOUT_FRACTION"]
-    counts = db.session.execute(
-        select(func.count(), func.coalesce(func.sum(Drawing.holdout.cast(db.Integer)), 0))
-        .where(Drawing.status == "confirmed", Drawing.label == drawing.label, Drawing.id != drawing.id)).one()
-    confirmed, held = int(counts[0]), int(counts[1])
-    drawing.holdout = held < fraction * (confirmed + 1)
+    if drawing.first_confirmed_at is None:
+        drawing.holdout = _holdout_for(drawing)
+        drawing.first_confirmed_at = utcnow()
     drawing.status, drawing.confirmed_at, drawing.status_reason = "confirmed", utcnow(), reason
 
 
+def _holdout_for(drawing: Drawing) -> bool:
+    """Whole contributors once there are enough of them (so the holdout measures writers no
+    version has seen), else about HOLDOUT_FRACTION of each label's drawings."""
+    config = current_app.config
+    fraction = config["HOLDOUT_FRACTION"]
+    if drawing.client_id:
+        contributors = db.session.scalar(
+            select(func.count(func.distinct(Drawing.client_id)))
+            .where(Drawing.first_confirmed_at.is_not(None), Drawing.client_id != drawing.client_id)) or 0
+        if contributors + 1 >= config["HOLDOUT_MIN_CONTRIBUTORS"]:
+            return holdout_contributor(drawing.client_id, fraction=fraction)
+    counts = db.session.execute(
+        select(func.count(), func.coalesce(func.sum(Drawing.holdout.cast(db.Integer)), 0))
+        .where(Drawing.first_confirmed_at.is_not(None), Drawing.label == drawing.label,
+               Drawing.id != drawing.id)).one()
+    decided, held = int(counts[0]), int(counts[1])
+    return held < fraction * (decided + 1)
+
+
+def holdout_contributor(client_id: str, *, fraction: float) -> bool:
+    """Whether a contributor's drawings all judge: keyed by the secret key, so a visitor cannot
+    pick a client id that lands on the side they want."""
+    key = str(current_app.secret_key or "").encode()
+    digest = hmac.new(key, b"holdout:" + client_id.encode(), hashlib.sha256).digest()
+    return int.from_bytes(digest[:8], "big") / 2 ** 64 < fraction
+
+
 def reject(drawing: Drawing, *, reason: str) -> None:
-    drawing.status, drawing.confirmed_at, drawing.holdout, drawing.status_reason = "rejected", None, False, reason
+    # The holdout flag stays: restored, the drawing goes back to the side it was on.
+    drawing.status, drawing.confirmed_at, drawing.status_reason = "rejected", None, reason
+
+
+# ---- a run's batch of new drawings -----------------------------------------------------------
+
+def _waiting():
+    """Confirmed training drawings no run has taken into its batch yet."""
+    return (Drawing.status == "confirmed", ~Drawing.holdout, ~Drawing.not_digit, Drawing.batched_at.is_(None))
+
+
+def waiting_count() -> int:
+    return db.session.scalar(select(func.count()).select_from(Drawing).where(*_waiting())) or 0
+
+
+def contributor_limit(counts: list[int], *, share: float, minimum: int) -> int:
+    """The most drawings any one contributor may give a batch, given each contributor's waiting count.
+
+    The largest limit at which the biggest contributor's part is still at most ``share`` of the
+    batch, but at least ``minimum``: with fewer than 1/share contributors no limit satisfies the
+    share, and a lone contributor's drawings must still be trained on, a slice at a time.
+    """
+    best = 0
+    for limit in range(1, max(counts, default=0) + 1):
+        if limit <= share * sum(min(count, limit) for count in counts):
+            best = limit
+    return max(best, minimum)
+
+
+def take_batch(*, until: datetime) -> int:
+    """Mark the drawings a run starting at ``until`` trains on as new, capped per contributor.
+
+    Oldest first within each contributor; what the cap holds back keeps waiting for the next
+    run. Returns how many were taken. The caller commits.
+    """
+    config = current_app.config
+    rows = db.session.execute(select(Drawing.id, Drawing.client_id).where(*_waiting(), Drawing.confirmed_at <= until)
+                              .order_by(Drawing.confirmed_at, Drawing.id)).all()
+    by_client: dict[str | None, list[str]] = defaultdict(list)
+    for drawing_id, client_id in rows:
+        by_client[client_id].append(drawing_id)
+    minimum = max(1, math.ceil(config["CONTRIBUTOR_SHARE"] * (config["RETRAIN_EVERY"] or 100)))
+    limit = contributor_limit([len(ids) for ids in by_client.values()], share=config["CONTRIBUTOR_SHARE"],
+                              minimum=minimum)
+    chosen = [drawing_id for ids in by_client.values() for drawing_id in ids[:limit]]
+    for start in range(0, len(chosen), 500):
+        db.session.execute(update(Drawing).where(Drawing.id.in_(chosen[start:start + 500])).values(batched_at=until))
+    return len(chosen)

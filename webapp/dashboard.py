@@ -20,19 +20,24 @@ def counts() -> dict:
     by_label_status: dict = defaultdict(lambda: defaultdict(int))
     by_source: dict = defaultdict(int)
     by_status: dict = defaultdict(int)
-    not_digit = total = 0
+    not_digit = total = unrated = 0
     rows = db.session.execute(
         select(Drawing.label, Drawing.status, Drawing.source, Drawing.not_digit, func.count())
         .group_by(Drawing.label, Drawing.status, Drawing.source, Drawing.not_digit)).all()
     for label, status, source, flagged, count in rows:
         total += count
+        if status == "pending" and source == "prediction":
+            # A prediction nobody rated has no label to confirm: nothing to review.
+            unrated += count
+            by_source[source] += count
+            continue
         by_status[status] += count
         by_source[source] += count
         if flagged:
             not_digit += count
         elif label is not None:
             by_label_status[label][status] += count
-    return {"total": total, "not_digit": not_digit,
+    return {"total": total, "not_digit": not_digit, "unrated": unrated,
             "by_status": {status: by_status.get(status, 0) for status in STATUSES},
             "by_source": {source: by_source.get(source, 0) for source in SOURCES},
             "by_label": [{"label": label, **{status: by_label_status[label].get(status, 0) for status in STATUSES}}

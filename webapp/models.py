@@ -65,8 +65,13 @@ class Drawing(db.Model):
     pixels: Mapped[bytes] = mapped_column(LargeBinary(784))
     client_id: Mapped[str | None] = mapped_column(String(64), index=True)
     confirmed_at: Mapped[datetime | None] = mapped_column(index=True)
-    # Confirmed drawings set aside, per label, to judge new versions; never trained on.
+    # Set aside to judge new versions, never trained on: decided once, at the first
+    # confirmation (first_confirmed_at), and kept whatever happens to the drawing after.
     holdout: Mapped[bool] = mapped_column(default=False, server_default=text("false"), index=True)
+    first_confirmed_at: Mapped[datetime | None]
+    # When a training run took it into its batch of new drawings (that run's started_at);
+    # None while it waits, e.g. held back by the per-contributor cap.
+    batched_at: Mapped[datetime | None] = mapped_column(index=True)
     status_reason: Mapped[str | None] = mapped_column(String(255))
     # Flagged "not a digit" by the person who drew it (or an admin): never trained on, shown
     # to admins in the review queue.
@@ -164,6 +169,8 @@ class TrainingRun(db.Model):
     # "training" while queued or running, NULL after: a unique column, so the database itself
     # allows only one live run per deployment.
     lock: Mapped[str | None] = mapped_column(String(16), unique=True)
+    # Someone asked for a run while this one was live: one more starts when it ends.
+    follow_up: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     started_at: Mapped[datetime | None]
     heartbeat_at: Mapped[datetime | None]

@@ -15,8 +15,9 @@ from flask import current_app
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from webapp.curation import waiting_count
 from webapp.extensions import db
-from webapp.models import Drawing, ModelVersion, TrainingRun, iso, utcnow
+from webapp.models import ModelVersion, TrainingRun, iso, utcnow
 from webapp.storage import StorageError, get_store
 
 log = logging.getLogger(__name__)
@@ -37,24 +38,35 @@ class QueueUnavailable(RuntimeError):
 
 # ---- starting a run ------------------------------------------------------------------------
 
-def new_confirmed_since_last_run() -> int:
-    last = db.session.scalar(select(func.max(TrainingRun.created_at)))
-    query = select(func.count()).select_from(Drawing).where(Drawing.status == "confirmed", ~Drawing.holdout)
-    if last is not None:
-        query = query.where(Drawing.confirmed_at > last)
-    return db.session.scalar(query) or 0
-
-
 def maybe_trigger_automatically() -> TrainingRun | None:
-    """Start a run once RETRAIN_EVERY new confirmed drawings have arrived since the last one."""
+    """Start a run once RETRAIN_EVERY confirmed drawings wait for one.
+
+    While a run is live nothing is asked of it: when it ends it starts the next one itself if
+    enough drawings wait (see follow_up), so none are left waiting for the next confirmation.
+    """
     every = current_app.config["RETRAIN_EVERY"]
-    if every <= 0 or new_confirmed_since_last_run() < every:
+    if every <= 0 or waiting_count() < every or live_run() is not None:
         return None
     try:
         run, _ = request_run(trigger="auto")
         return run
     except QueueUnavailable as exc:  # the drawing was saved; the next confirmation retries
         log.warning("automatic retrain not started: %s", exc)
+        return None
+
+
+def follow_up(run: TrainingRun) -> TrainingRun | None:
+    """After ``run`` ended: the next run, if one was asked for while it was live (and there is
+    something new to train on) or if RETRAIN_EVERY or more confirmed drawings still wait."""
+    waiting = waiting_count()
+    every = current_app.config["RETRAIN_EVERY"]
+    if not ((run.follow_up and waiting > 0) or (every > 0 and waiting >= every)):
+        return None
+    try:
+        next_run, _ = request_run(trigger="follow-up")
+        return next_run
+    except QueueUnavailable as exc:  # the next confirmation or an admin starts it
+        log.warning("follow-up run not started: %s", exc)
         return None
 
 
@@ -77,18 +89,20 @@ def _is_stale(run: TrainingRun) -> bool:
 
 
 def request_run(*, trigger: str) -> tuple[TrainingRun, bool]:
-    """Queue a run, or return the one already queued or running (the database's unique lock
-    decides between concurrent requests). Raises QueueUnavailable if the broker is down."""
+    """Queue a run, or return the one already queued or running, marked to have one follow-up
+    (the database's unique lock decides between concurrent requests). Raises QueueUnavailable
+    if the broker is down."""
     existing = live_run()
     if existing is not None:
-        return existing, False
+        return _with_follow_up(existing), False
     run = TrainingRun(status="queued", trigger=trigger, lock=RUN_LOCK, progress={"phase": "queued"})
     db.session.add(run)
     try:
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
-        return live_run(), False
+        existing = live_run()
+        return (_with_follow_up(existing) if existing is not None else None), False
     try:
         result = current_app.extensions["celery"].send_task(FINE_TUNE_TASK, args=[run.id], retry=False)
     except Exception as exc:  # kombu raises a zoo of connection errors
@@ -97,6 +111,13 @@ def request_run(*, trigger: str) -> tuple[TrainingRun, bool]:
     run.task_id = result.id
     db.session.commit()
     return run, True
+
+
+def _with_follow_up(run: TrainingRun) -> TrainingRun:
+    if not run.follow_up:
+        run.follow_up = True
+        db.session.commit()
+    return run
 
 
 def finish(run: TrainingRun, *, status: str, error: str | None = None, result: dict | None = None) -> None:
@@ -112,7 +133,8 @@ def finish(run: TrainingRun, *, status: str, error: str | None = None, result: d
 def run_json(run: TrainingRun) -> dict:
     return {"id": run.id, "status": run.status, "trigger": run.trigger, "progress": run.progress or {},
             "result": run.result or {}, "error": run.error, "created": iso(run.created_at),
-            "started": iso(run.started_at), "finished": iso(run.finished_at)}
+            "started": iso(run.started_at), "finished": iso(run.finished_at),
+            "follow_up": run.follow_up}
 
 
 # ---- versions: recording, activation and rollback ------------------------------------------

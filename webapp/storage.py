@@ -15,6 +15,8 @@ from typing import Iterator, Protocol
 
 from flask import current_app
 
+# The most keys one DeleteObjects request may name.
+S3_DELETE_LIMIT = 1000
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,250}\Z")
 
 
@@ -47,6 +49,7 @@ class ObjectStore(Protocol):
     def put(self, key: str, data: bytes, *, content_type: str) -> None: ...
     def get(self, key: str) -> bytes: ...
     def delete(self, key: str) -> None: ...
+    def delete_many(self, keys: list[str]) -> None: ...
     def exists(self, key: str) -> bool: ...
     def list(self, prefix: str = "") -> Iterator[StoredObject]: ...
     def check(self) -> None: ...
@@ -94,6 +97,10 @@ class LocalObjectStore:
             self._path(key).unlink(missing_ok=True)
         except OSError as exc:
             raise StorageUnavailable(f"local store cannot delete {key}: {exc}") from exc
+
+    def delete_many(self, keys: list[str]) -> None:
+        for key in keys:
+            self.delete(key)
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -171,6 +178,16 @@ class S3ObjectStore:
 
     def delete(self, key: str) -> None:
         self._call("delete", self.client.delete_object, Key=self._key(key))
+
+    def delete_many(self, keys: list[str]) -> None:
+        """Up to 1,000 keys per request (S3's limit): a prune's batch is one call, not a thousand."""
+        for start in range(0, len(keys), S3_DELETE_LIMIT):
+            chunk = keys[start:start + S3_DELETE_LIMIT]
+            response = self._call("delete", self.client.delete_objects, Delete={
+                "Objects": [{"Key": self._key(key)} for key in chunk], "Quiet": True})
+            if errors := response.get("Errors"):
+                raise StorageUnavailable(f"S3 delete failed for {len(errors)} of {len(chunk)} objects: "
+                                         f"{errors[0].get('Code')} {errors[0].get('Key')}")
 
     def exists(self, key: str) -> bool:
         try:

@@ -20,7 +20,8 @@ from sqlalchemy.exc import OperationalError
 from training import MODEL_NAMES
 from webapp.extensions import db
 from webapp.models import Drawing, ModelVersion, TrainingRun, utcnow
-from webapp.runs import LIVE, finish, next_version, record_version
+from webapp.curation import take_batch
+from webapp.runs import LIVE, finish, follow_up, next_version, record_version
 from webapp.storage import StorageError, get_store
 
 log = logging.getLogger(__name__)
@@ -32,11 +33,13 @@ class TransientError(RuntimeError):
 
 @dataclass(frozen=True)
 class TrainingData:
-    """What one network's fine-tuning sees: the new batch, older drawings to replay, the holdout."""
+    """What one network's fine-tuning sees: the new batch, older drawings to replay, and what
+    judges it: the holdout and the deployment's reference set."""
 
     new: object  # training.finetune.Samples (imported lazily: it brings Keras)
     replay: object
     holdout: object
+    reference: object
     data_until: datetime | None
 
 
@@ -66,6 +69,7 @@ def execute_run(run_id: str) -> dict:
     decisions = [entry.get("decision") for entry in result.values()]
     status = "rejected" if decisions and all(d == "rejected" for d in decisions) else "succeeded"
     finish(run, status=status, result=result)
+    follow_up(run)
     return result
 
 
@@ -76,7 +80,12 @@ def _begin_attempt(run: TrainingRun) -> bool:
                                            "(out of memory?); the active versions are unchanged")
         return False
     run.attempts += 1
-    run.status, run.started_at, run.heartbeat_at = "running", run.started_at or utcnow(), utcnow()
+    if run.started_at is None:
+        # The batch is chosen once, with the start, in one commit: a redelivered run trains
+        # on the same drawings and is judged on the same holdout.
+        run.started_at = utcnow()
+        take_batch(until=run.started_at)
+    run.status, run.heartbeat_at = "running", utcnow()
     published = db.session.scalar(select(func.count()).select_from(ModelVersion)
                                   .where(ModelVersion.training_run_id == run.id)) or 0
     # A redelivered run resumes after the networks it already published; so does its bar.
@@ -98,15 +107,17 @@ def _train_all(run: TrainingRun) -> dict:
     from training.mnist import load_mnist
 
     mnist = load_mnist()
+    reference = load_reference()
     result = dict(run.result or {})
     for index, name in enumerate(MODEL_NAMES):
-        result[name] = _run_network(run, name, index=index, mnist=mnist, earlier=result.get(name))
+        result[name] = _run_network(run, name, index=index, mnist=mnist, reference=reference,
+                                    earlier=result.get(name))
         run.result = result
         db.session.commit()
     return result
 
 
-def _run_network(run: TrainingRun, name: str, *, index: int, mnist, earlier: dict | None) -> dict:
+def _run_network(run: TrainingRun, name: str, *, index: int, mnist, reference, earlier: dict | None) -> dict:
     """One network's part of the run: its result entry (promoted, rejected or skipped)."""
     done = db.session.scalar(select(ModelVersion).where(ModelVersion.training_run_id == run.id,
                                                         ModelVersion.name == name))
@@ -117,10 +128,28 @@ def _run_network(run: TrainingRun, name: str, *, index: int, mnist, earlier: dic
                                                           ModelVersion.status == "active"))
     if parent is None:
         return {"decision": "skipped", "reason": f"no active {name} version to start from"}
-    data = _training_data(run, parent)
+    data = _training_data(run, parent, reference=reference)
     if data is None:
         return {"decision": "skipped", "reason": f"no newly confirmed drawings since v{parent.version}"}
     return _fine_tune_and_publish(run, name, parent=parent, data=data, mnist=mnist, index=index)
+
+
+def load_reference():
+    """The deployment's reference set from the object store; empty (the gate then judges on the
+    holdout alone) until one is built or uploaded (`flask reference`)."""
+    from training.finetune import Samples
+    from training.reference import REFERENCE_KEY, from_bytes
+
+    store = get_store()
+    if not store.exists(REFERENCE_KEY):
+        log.warning("no reference set in the object store: candidates are judged on the holdout alone")
+        return Samples.empty()
+    try:
+        reference = from_bytes(store.get(REFERENCE_KEY))
+    except ValueError as exc:
+        log.error("the stored reference set is unusable (%s): judged on the holdout alone", exc)
+        return Samples.empty()
+    return Samples(reference["x"], reference["y"])
 
 
 def _samples(query):
@@ -133,33 +162,29 @@ def _samples(query):
     return Samples(pixels.copy(), np.array([row[1] for row in rows], np.uint8))
 
 
-def _training_data(run: TrainingRun, parent: ModelVersion) -> TrainingData | None:
-    """The drawings confirmed since ``parent`` trained, and the rest it is judged and replayed on."""
+def _training_data(run: TrainingRun, parent: ModelVersion, *, reference) -> TrainingData | None:
+    """The batches taken since ``parent`` trained, the older ones to replay, and the holdout as
+    it stood when the run started (the same drawings for both networks)."""
     from training.finetune import Samples
 
     # Status alone would do (flagged drawings are never confirmed); the flag is belt and braces.
     confirmed = select(Drawing).where(Drawing.status == "confirmed", ~Drawing.not_digit)
-    training = confirmed.where(~Drawing.holdout, Drawing.confirmed_at <= run.started_at)
-    new_query = training.where(Drawing.confirmed_at > parent.data_until) if parent.data_until else training
+    training = confirmed.where(~Drawing.holdout, Drawing.batched_at <= run.started_at)
+    new_query = training.where(Drawing.batched_at > parent.data_until) if parent.data_until else training
     new = _samples(new_query)
     if len(new) == 0:
         return None
-    replay = (_samples(training.where(Drawing.confirmed_at <= parent.data_until)) if parent.data_until
+    replay = (_samples(training.where(Drawing.batched_at <= parent.data_until)) if parent.data_until
               else Samples.empty())
-    # Judge on the holdout as it stood before the new batch: a poisoned batch sets some of
-    # its own drawings aside too, and must not get to grade itself.
-    holdout_query = confirmed.where(Drawing.holdout)
-    if parent.data_until:
-        holdout_query = holdout_query.where(Drawing.confirmed_at <= parent.data_until)
-    data_until = db.session.scalar(new_query.with_only_columns(func.max(Drawing.confirmed_at)))
-    return TrainingData(new=new, replay=replay, holdout=_samples(holdout_query), data_until=data_until)
+    holdout = _samples(confirmed.where(Drawing.holdout, Drawing.first_confirmed_at <= run.started_at))
+    return TrainingData(new=new, replay=replay, holdout=holdout, reference=reference, data_until=run.started_at)
 
 
 def _fine_tune_and_publish(run: TrainingRun, name: str, *, parent: ModelVersion, data: TrainingData, mnist,
                            index: int) -> dict:
     import keras
 
-    from training.finetune import evaluate, fine_tune, fine_tune_config, gate
+    from training.finetune import fine_tune, fine_tune_config, judge
     from training.versions import KERAS_FILE
 
     config = current_app.config
@@ -167,20 +192,24 @@ def _fine_tune_and_publish(run: TrainingRun, name: str, *, parent: ModelVersion,
     with tempfile.TemporaryDirectory(prefix="inkling-run-") as tmp:
         parent_keras = Path(tmp) / f"parent-{KERAS_FILE}"
         parent_keras.write_bytes(get_store().get(f"{parent.object_prefix}{KERAS_FILE}"))
-        _progress(run, {"phase": "evaluating parent", "model": name, "percent": 0.0}, index=index)
-        before = evaluate(keras.models.load_model(parent_keras), mnist=mnist, holdout=data.holdout)
         _progress(run, {"phase": "training", "model": name, "epoch": 0, "epochs": tune.epochs,
                         "percent": 0.0}, index=index)
         candidate = fine_tune(parent_keras, name=name, new=data.new, replay=data.replay, mnist=mnist,
                               seed=config["FINETUNE_SEED"], config=tune,
                               progress=lambda update_: _progress(run, update_, index=index))
         _progress(run, {"phase": "evaluating candidate", "model": name, "percent": 100.0}, index=index)
-        after = evaluate(candidate, mnist=mnist, holdout=data.holdout)
-        promote, reason = gate(before, after, mnist_tolerance=config["MNIST_TOLERANCE"])
-        row = _publish(candidate, run=run, name=name, parent=parent, data=data, metrics=after,
-                       promote=promote, reason=reason, mnist=mnist, folder=Path(tmp) / "out")
+        before, after, decision = judge(keras.models.load_model(parent_keras), candidate, mnist=mnist,
+                                        holdout=data.holdout, reference=data.reference,
+                                        mnist_tolerance=config["MNIST_TOLERANCE"])
+        promote, reason = decision.promote, decision.reason[:2000]
+        row = _publish(candidate, run=run, name=name, parent=parent, data=data,
+                       metrics=after | {"gate": decision.checks}, promote=promote, reason=reason, mnist=mnist,
+                       folder=Path(tmp) / "out")
+    before.pop("holdout_confusion", None)
+    after.pop("holdout_confusion", None)
     return {"decision": "promoted" if promote else "rejected", "reason": reason, "version": row.version,
-            "parent": parent.version, "before": before, "after": after, "new_samples": len(data.new)}
+            "parent": parent.version, "before": before, "after": after, "checks": decision.checks,
+            "new_samples": len(data.new)}
 
 
 def _publish(candidate, *, run: TrainingRun, name: str, parent: ModelVersion, data: TrainingData, metrics: dict,

@@ -16,3 +16,13 @@ from workers.fine_tuning import TransientError, execute_run
 def fine_tune_models(run_id: str) -> dict:
     """Fine-tune, gate and publish both networks for training run ``run_id``."""
     return execute_run(run_id)
+
+
+@shared_task(name="inkling.prune_expired_predictions", ignore_result=True)
+def prune_expired_predictions() -> dict:
+    """Delete expired unrated predictions (sent by beat every PRUNE_EVERY_SECONDS)."""
+    from dataclasses import asdict
+
+    from webapp.retention import prune_expired
+
+    return asdict(prune_expired())

@@ -16,6 +16,8 @@ from training.versions import MANIFEST_FILE, ONNX_FILE, VersionError, list_versi
 
 
 def test_published_versions_carry_a_complete_manifest(tiny_models):
+    from training.train import CONFIGS
+
     root, versions = tiny_models
     for name, stored in versions.items():
         manifest = json.loads((stored.path / MANIFEST_FILE).read_text())
@@ -23,7 +25,10 @@ def test_published_versions_carry_a_complete_manifest(tiny_models):
         assert manifest["input"]["shape"] == [None, 28, 28, 1]
         assert set(manifest["files"]) == {"model.keras", "model.onnx"}
         assert all(len(entry["sha256"]) == 64 for entry in manifest["files"].values())
-        assert manifest["training"]["samples"] == 3000 and manifest["training"]["seed"] == 0
+        # The first 3,000 MNIST images and procedural drawings in proportion to the full run's.
+        synthetic = round(CONFIGS[name].synthetic * 3000 / 50_000)
+        assert synthetic > 0 and manifest["training"]["synthetic"] == synthetic
+        assert manifest["training"]["samples"] == 3000 + synthetic and manifest["training"]["seed"] == 0
         # Two short epochs on 3,000 images already read most digits; chance would be 10%.
         assert manifest["metrics"]["mnist_test_accuracy"] > 0.6
         assert manifest["onnx_max_abs_difference"] <= 1e-4

@@ -362,7 +362,7 @@ def test_every_page_works_under_the_content_security_policy(app, live_server, de
     page.add_init_script("window.__violations = [];"
                          "document.addEventListener('securitypolicyviolation',"
                          " (e) => window.__violations.push(e.violatedDirective + ' ' + e.blockedURI));")
-    for path in ("/", "/contribute", "/models", "/about", "/admin/login"):
+    for path in ("/", "/contribute", "/models", "/about", "/my-drawings", "/admin/login"):
         response = page.goto(f"{live_server}{path}")
         assert "script-src 'self'" in response.headers["content-security-policy"]
         page.wait_for_load_state("networkidle")
@@ -468,3 +468,42 @@ def test_a_too_large_drawing_is_refused_in_the_pages_language(app, live_server, 
         context.close()
     with app.app_context():
         assert db.session.scalars(select(Drawing)).all() == []
+
+
+def test_a_visitor_contributes_then_deletes_a_drawing_on_my_drawings(app, live_server, desktop):
+    page = desktop.new_page()
+    errors = watch_for_errors(page)
+    page.goto(live_server + "/contribute")
+    expect(page.locator("#privacy-notice")).to_contain_text("deleted after 1 week")
+    count = page.locator("#contribution-count")
+    for number in (1, 2):
+        draw_with_mouse(page, SEVEN)
+        page.keyboard.press("7")
+        page.locator("#save-button").click()
+        expect(count).to_have_attribute("data-count", str(number))
+
+    page.click('[data-nav="mine"]')
+    expect(page).to_have_url(live_server + "/my-drawings")
+    items = page.locator("#my-drawings figure")
+    expect(items).to_have_count(2)
+    # The thumbnails come from the image endpoint, which serves a visitor their own drawings.
+    expect(items.first.locator("img")).to_have_js_property("complete", True)
+    assert items.first.locator("img").evaluate("img => img.naturalWidth") > 0
+    expect(items.first).to_contain_text("waiting for review")
+    doomed = items.first.get_attribute("data-id")
+    items.first.locator("button[data-delete]").click()
+
+    expect(page.locator(".alert-success")).to_contain_text("The drawing was deleted.")
+    expect(items).to_have_count(1)
+    assert items.first.get_attribute("data-id") != doomed
+    with app.app_context():
+        assert db.session.get(Drawing, doomed) is None
+        assert len(db.session.scalars(select(Drawing)).all()) == 1
+    # Another browser (no cookie of this visitor) sees none of it.
+    stranger = desktop.browser.new_context()
+    try:
+        response = stranger.request.get(f"{live_server}/api/v1/drawings/{items.first.get_attribute('data-id')}/image")
+        assert response.status == 404
+    finally:
+        stranger.close()
+    assert not errors, "\n".join(errors)

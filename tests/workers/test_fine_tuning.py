@@ -13,7 +13,8 @@ def test_a_run_fine_tunes_gates_and_publishes_both_networks(app, client, many_dr
                                                           fast_training):
     from workers.fine_tuning import execute_run
 
-    app.config["AUTO_CONFIRM"] = True
+    # One test client is one contributor: without the cap, the whole batch trains at once.
+    app.config.update(AUTO_CONFIRM=True, CONTRIBUTOR_SHARE=1.0)
     contribute(client, many_drawings[:120])
     response = client.post("/api/v1/training-runs", headers=admin_token)
     assert response.status_code == 202 and response.json["status"] == "queued" and response.json["created"]
@@ -54,12 +55,14 @@ def test_a_run_fine_tunes_gates_and_publishes_both_networks(app, client, many_dr
 def test_a_poisoned_batch_is_not_promoted(app, client, many_drawings, admin_token, queued, fast_training):
     from workers.fine_tuning import execute_run
 
-    app.config.update(AUTO_CONFIRM=True, FINETUNE_EPOCHS=6)
+    app.config.update(AUTO_CONFIRM=True, FINETUNE_EPOCHS=6, CONTRIBUTOR_SHARE=1.0)
     contribute(client, many_drawings[:100])  # honest drawings: the holdout comes from these
     from webapp.models import utcnow
 
     with app.app_context():  # as if version 1 had trained on the honest drawings
-        db.session.execute(ModelVersion.__table__.update().values(data_until=utcnow()))
+        now = utcnow()
+        db.session.execute(ModelVersion.__table__.update().values(data_until=now))
+        db.session.execute(Drawing.__table__.update().where(~Drawing.holdout).values(batched_at=now))
         db.session.commit()
     contribute(client, many_drawings[100:220], wrong=True)  # then every label is wrong
     run_id = client.post("/api/v1/training-runs", headers=admin_token).json["id"]
