@@ -136,7 +136,7 @@ def register_services(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from webapp import access, admin, admin_api, api, my_drawings, pages
+    from webapp import access, admin, admin_api, api, my_drawings, openapi, pages
     from webapp.extensions import csrf
 
     app.register_blueprint(pages.bp)
@@ -145,6 +145,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(access.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(admin_api.bp)
+    app.register_blueprint(openapi.bp)
     app.register_blueprint(api.health)
     # The JSON API carries no session authority (admin calls with a session are checked in
     # auth.admin_required); forms and session-authenticated calls get CSRF.

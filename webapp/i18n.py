@@ -54,4 +54,8 @@ def init_i18n(app: Flask) -> None:
     def languages():
         from flask_babel import get_locale
 
-        return {"languages": LANGUAGES, "current_language": str(get_locale() or "en")}
+        from webapp.error_messages import error_messages
+
+        # A function, so only pages that render the message block pay for the table.
+        return {"languages": LANGUAGES, "current_language": str(get_locale() or "en"),
+                "api_error_messages": error_messages}

@@ -421,6 +421,55 @@ def test_a_reviewer_reviews_but_cannot_reach_activation(app, live_server, deskto
         assert "drawing.confirm" in actions and not any(action.startswith("model.") for action in actions)
 
 
+def test_a_too_large_drawing_is_refused_in_the_pages_language(app, live_server, browser):
+    """The API says 413 in English; a Japanese page shows its own sentence for the code instead."""
+    from babel.messages.pofile import read_po
+
+    from webapp.error_messages import MESSAGES
+    from webapp.i18n import SOURCE
+
+    with (SOURCE / "ja" / "LC_MESSAGES" / "messages.po").open("rb") as source:
+        japanese = read_po(source, locale="ja")
+    expected = japanese[MESSAGES["too_large"]._args[0]].string
+    dismiss = japanese["Dismiss"].string
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="ja-JP",
+                                  extra_http_headers={"Accept-Language": "ja"})
+    context.set_default_timeout(WAIT_MS)
+    try:
+        page = context.new_page()
+        refused = []
+        page.on("response", lambda response: refused.append(response.status) if response.status >= 400 else None)
+        page.goto(live_server + "/contribute")
+        expect(page.locator("html")).to_have_attribute("lang", "ja")
+        draw_with_mouse(page, SEVEN)
+        page.keyboard.press("7")
+        expect(page.locator("#save-button")).to_be_enabled()
+        # The page's own path to the API: the pad's canvas, grown and filled with noise that no PNG
+        # compresses, so the upload passes MAX_CONTENT_LENGTH; saved at once, before anything redraws it.
+        page.evaluate("""() => {
+          const canvas = document.getElementById('pad-canvas');
+          canvas.width = canvas.height = 1400;
+          const context = canvas.getContext('2d');
+          const noise = context.createImageData(canvas.width, canvas.height);
+          // getRandomValues fills at most 64 KiB a call.
+          for (let i = 0; i < noise.data.length; i += 65536) {
+            crypto.getRandomValues(noise.data.subarray(i, Math.min(i + 65536, noise.data.length)));
+          }
+          for (let i = 3; i < noise.data.length; i += 4) noise.data[i] = 255;
+          context.putImageData(noise, 0, 0);
+          document.getElementById('save-button').click();
+        }""")
+        alert = page.locator('#contribute-alerts .alert[data-kind="danger"]')
+        expect(alert).to_have_text(expected)
+        expect(alert.locator(".btn-close")).to_have_attribute("aria-label", dismiss)
+        assert refused == [413]
+        page.screenshot(path=screenshot_dir() / "too-large-ja.png", full_page=True, animations="disabled")
+    finally:
+        context.close()
+    with app.app_context():
+        assert db.session.scalars(select(Drawing)).all() == []
+
+
 def test_a_visitor_contributes_then_deletes_a_drawing_on_my_drawings(app, live_server, desktop):
     page = desktop.new_page()
     errors = watch_for_errors(page)

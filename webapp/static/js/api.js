@@ -16,7 +16,14 @@
   // The page's language for the sentences below; base.html puts them on every page.
   const text = JSON.parse(document.getElementById('api-messages').textContent);
 
-  // The API words its errors as clauses ("nothing is drawn"); shown alone they read better as sentences.
+  // The API words its errors in English, as clauses ("nothing is drawn"); the page's own sentence for the code
+  // comes first, and the English only for a code this page does not know (a newer server's).
+  function explain(data) {
+    const known = data && typeof data.code === 'string' && Object.hasOwn(text.codes || {}, data.code);
+    return known ? text.codes[data.code] : sentence(data?.error);
+  }
+
+  // Shown alone, the API's clauses read better as sentences.
   function sentence(text) {
     if (typeof text !== 'string' || text.trim() === '') return '';
     const trimmed = text.trim();
@@ -54,7 +61,7 @@
     if (!response.ok) {
       const status = `${response.status}${response.statusText ? ` ${response.statusText}` : ''}`;
       const fallback = text.http_error.replace('{status}', status);
-      throw new ApiError(sentence(data?.error) || fallback, { status: response.status, code: data?.code || `http_${response.status}` });
+      throw new ApiError(explain(data) || fallback, { status: response.status, code: data?.code || `http_${response.status}` });
     }
     if (data === null) {
       throw new ApiError(text.unreadable, { status: response.status, code: 'bad_response' });
@@ -67,9 +74,9 @@
     const alert = document.createElement('div');
     alert.className = `alert alert-${kind} d-flex align-items-start gap-2 mb-3${dismissible ? ' alert-dismissible' : ''}`;
     alert.dataset.kind = kind;
-    const text = document.createElement('div');
-    text.textContent = message;
-    alert.append(text);
+    const body = document.createElement('div');
+    body.textContent = message;
+    alert.append(body);
     if (dismissible) {
       const close = document.createElement('button');
       close.type = 'button';
