@@ -19,7 +19,6 @@ import secrets
 import shutil
 import sys
 import statistics
-import subprocess
 import threading
 import time
 import uuid
@@ -27,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
-from bench.harness import ROOT, free_port
+from bench.harness import Gunicorn, free_port, print_floors
 
 BUCKET = "inkling-bench-prune"
 KEPT_EACH = 250  # survivors of each kind: contributed, rated, flagged, young
@@ -86,19 +85,6 @@ def get_ms(port: int, path: str) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def wait_for(port: int, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("gunicorn exited")
-        try:
-            get_ms(port, "/api/v1/me")
-            return
-        except (OSError, RuntimeError):
-            time.sleep(0.2)
-    raise RuntimeError("gunicorn did not answer in 60 s")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=100_000)
@@ -107,7 +93,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from moto.server import ThreadedMotoServer
-    from sqlalchemy import create_engine, func, select, text
+    from sqlalchemy import create_engine, text
 
     os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1")
     s3_port = free_port()
@@ -117,88 +103,99 @@ def main() -> int:
     admin_engine = create_engine(args.database_url)
     with admin_engine.begin() as connection:
         connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = f"{args.database_url}?options=-csearch_path%3D{schema}"
     instance = Path(f"/tmp/{schema}")
     instance.mkdir()
-    env = {**os.environ, "DATABASE_URL": url, "S3_BUCKET": BUCKET, "S3_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
+    env = {**os.environ, "DATABASE_URL": f"{args.database_url}?options=-csearch_path%3D{schema}",
+           "S3_BUCKET": BUCKET, "S3_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
            "INKLING_INSTANCE_PATH": str(instance), "SECRET_KEY": secrets.token_urlsafe(32),
            "RATELIMIT_ENABLED": "0", "S3_READ_TIMEOUT": "30"}
     os.environ.update({key: env[key] for key in ("DATABASE_URL", "S3_BUCKET", "S3_ENDPOINT_URL",
                                                  "INKLING_INSTANCE_PATH", "SECRET_KEY", "S3_READ_TIMEOUT")})
-    gunicorn = None
-    failures = []
     try:
-        import boto3
-
-        boto3.client("s3", endpoint_url=env["S3_ENDPOINT_URL"]).create_bucket(Bucket=BUCKET)
-        from webapp import create_app
-        from webapp.extensions import db
-        from webapp.models import Drawing, Prediction, Rating
-        from webapp.retention import prune_expired
-        from webapp.storage import get_store
-
-        app = create_app()
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request
-        with app.app_context():
-            db.create_all()
-        started = time.perf_counter()
-        expired_keys, kept_keys = fill(app, args.count)
-        print(f"filled {len(expired_keys):,} expired predictions and {len(kept_keys):,} survivors "
-              f"(rows and S3 objects) in {time.perf_counter() - started:.0f} s")
-
-        port = free_port()
-        # One worker, two threads: the smallest web dyno's share, without the model loading of gunicorn.conf.py.
-        gunicorn = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "--workers", "1", "--threads", "2",
-                                     "--bind", f"127.0.0.1:{port}", "webapp:create_app()"], cwd=ROOT, env=env,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(port, gunicorn)
-        before = [get_ms(port, "/api/v1/me") for _ in range(300)]
-
-        during: list[float] = []
-        done = threading.Event()
-
-        def loop():
-            while not done.is_set():
-                during.append(get_ms(port, "/api/v1/me"))
-
-        thread = threading.Thread(target=loop, daemon=True)
-        thread.start()
-        with app.app_context():
-            started = time.perf_counter()
-            result = prune_expired()
-            elapsed = time.perf_counter() - started
-        done.set()
-        thread.join()
-
-        with app.app_context():
-            rows = set(db.session.scalars(select(Drawing.object_key)))
-            objects = {obj.key for obj in get_store().list("drawings/")}
-            readings = db.session.scalar(select(func.count()).select_from(Prediction))
-            ratings = db.session.scalar(select(func.count()).select_from(Rating))
-        if rows != kept_keys:
-            failures.append(f"rows: {len(rows - kept_keys)} expired left, {len(kept_keys - rows)} survivors lost")
-        if objects != kept_keys:
-            failures.append(f"objects: {len(objects - kept_keys)} expired left, {len(kept_keys - objects)} lost")
-        if readings != 2 * len(kept_keys) or ratings != KEPT_EACH:
-            failures.append(f"{readings} readings and {ratings} ratings left, expected {2 * len(kept_keys)} "
-                            f"and {KEPT_EACH}")
-        print(f"pruned {result.rows:,} rows and {result.objects:,} objects in {elapsed:.1f} s "
-              f"({result.rows / elapsed:,.0f} drawings/s); stopped: {result.stopped}")
-        print(f"GET /api/v1/me p50 {statistics.median(before):.1f} ms before ({len(before)} requests), "
-              f"{statistics.median(during):.1f} ms during ({len(during)} requests, "
-              f"p95 {statistics.quantiles(during, n=20)[-1]:.1f} ms)")
-        print("kept: contributed, rated, flagged and young drawings untouched" if not failures else
-              "FAIL: " + "; ".join(failures))
+        return run(env, args.count)
     finally:
-        if gunicorn is not None:
-            gunicorn.terminate()
-            gunicorn.wait(timeout=30)
         with admin_engine.begin() as connection:
             connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         admin_engine.dispose()
         moto.stop()
         shutil.rmtree(instance, ignore_errors=True)
-    return 1 if failures else 0
+
+
+def run(env: dict, count: int) -> int:
+    """Fill the database and bucket, then prune while gunicorn answers; the exit status."""
+    import boto3
+
+    from webapp import create_app
+    from webapp.extensions import db
+
+    boto3.client("s3", endpoint_url=env["S3_ENDPOINT_URL"]).create_bucket(Bucket=BUCKET)
+    app = create_app()
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request
+    with app.app_context():
+        db.create_all()
+    started = time.perf_counter()
+    expired_keys, kept_keys = fill(app, count)
+    print(f"filled {len(expired_keys):,} expired predictions and {len(kept_keys):,} survivors "
+          f"(rows and S3 objects) in {time.perf_counter() - started:.0f} s")
+    # One worker, two threads: the smallest web dyno's share, without the model loading of gunicorn.conf.py.
+    with Gunicorn(env, args=["--workers", "1", "--threads", "2"], healthy=False, workers=1) as server:
+        result, elapsed, before, during = prune_while_serving(app, server.port)
+    failures = leftovers(app, kept_keys)
+    print(f"pruned {result.rows:,} rows and {result.objects:,} objects in {elapsed:.1f} s "
+          f"({result.rows / elapsed:,.0f} drawings/s); stopped: {result.stopped}")
+    print(f"GET /api/v1/me p50 {statistics.median(before):.1f} ms before ({len(before)} requests), "
+          f"{statistics.median(during):.1f} ms during ({len(during)} requests, "
+          f"p95 {statistics.quantiles(during, n=20)[-1]:.1f} ms)")
+    return print_floors("Floors (issue #18)", [
+        (f"{count:,} expired predictions pruned, objects and rows together", not failures and result.rows == count),
+        ("contributed, rated, flagged and young drawings untouched" + (": " + "; ".join(failures) if failures else ""),
+         not failures)])
+
+
+def prune_while_serving(app, port: int):
+    """The prune's result and time, and a light request's times before and during it."""
+    from webapp.retention import prune_expired
+
+    before = [get_ms(port, "/api/v1/me") for _ in range(300)]
+    during: list[float] = []
+    done = threading.Event()
+
+    def loop():
+        while not done.is_set():
+            during.append(get_ms(port, "/api/v1/me"))
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    with app.app_context():
+        started = time.perf_counter()
+        result = prune_expired()
+        elapsed = time.perf_counter() - started
+    done.set()
+    thread.join()
+    return result, elapsed, before, during
+
+
+def leftovers(app, kept_keys: set) -> list[str]:
+    """What the prune left that it should have removed, or removed that it should have kept."""
+    from sqlalchemy import func, select
+
+    from webapp.extensions import db
+    from webapp.models import Drawing, Prediction, Rating
+    from webapp.storage import get_store
+
+    with app.app_context():
+        rows = set(db.session.scalars(select(Drawing.object_key)))
+        objects = {obj.key for obj in get_store().list("drawings/")}
+        readings = db.session.scalar(select(func.count()).select_from(Prediction))
+        ratings = db.session.scalar(select(func.count()).select_from(Rating))
+    failures = []
+    if rows != kept_keys:
+        failures.append(f"rows: {len(rows - kept_keys)} expired left, {len(kept_keys - rows)} survivors lost")
+    if objects != kept_keys:
+        failures.append(f"objects: {len(objects - kept_keys)} expired left, {len(kept_keys - objects)} lost")
+    if readings != 2 * len(kept_keys) or ratings != KEPT_EACH:
+        failures.append(f"{readings} readings and {ratings} ratings left, expected {2 * len(kept_keys)} and {KEPT_EACH}")
+    return failures
 
 
 if __name__ == "__main__":

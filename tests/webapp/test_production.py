@@ -233,8 +233,13 @@ def test_procfile_runs_web_worker_and_release():
     assert set(entries) == {"web", "worker", "release"}
     assert re.match(r"(MALLOC_\w+=\d+ )*gunicorn --config gunicorn.conf.py ", entries["web"]) and "webapp:create_app()" in entries["web"]
     assert entries["worker"].startswith("REMAP_SIGTERM=SIGQUIT celery -A workers.celery_app worker")
-    assert "--concurrency=1" in entries["worker"]
+    # One training run at a time: webapp/broker.py sets it, and the Procfile must not override it.
+    assert "--concurrency" not in entries["worker"]
     assert entries["release"] == "flask --app webapp db upgrade"
+
+
+def test_the_worker_runs_one_task_at_a_time(app):
+    assert app.extensions["celery"].conf.worker_concurrency == 1
 
 
 def test_gunicorn_config_binds_port_and_creates_the_app_after_the_fork(monkeypatch):
