@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, time, timedelta, timezone
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -11,7 +10,7 @@ from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 
 from webapp import accounts
-from webapp.admin import MAX_PAGE, _date_arg
+from webapp.admin import MAX_PAGE, date_filters
 from webapp.audit import ACTIONS
 from webapp.auth import admin_page
 from webapp.extensions import db
@@ -162,12 +161,7 @@ def audit():
     if actor := request.args.get("actor", "").strip()[:96]:
         filters.append(AuditEvent.actor == actor)
         chosen["actor"] = actor
-    if since := _date_arg("since"):
-        filters.append(AuditEvent.created_at >= datetime.combine(since, time.min, timezone.utc))
-        chosen["since"] = since.isoformat()
-    if until := _date_arg("until"):
-        filters.append(AuditEvent.created_at < datetime.combine(until + timedelta(days=1), time.min, timezone.utc))
-        chosen["until"] = until.isoformat()
+    date_filters(AuditEvent.created_at, filters, chosen)
     total = db.session.scalar(select(func.count()).select_from(AuditEvent).where(*filters)) or 0
     pages = max(1, math.ceil(total / AUDIT_PAGE_SIZE))
     page = min(pages, int_arg("page", default=1, low=1, high=MAX_PAGE, message=_("page must be a positive integer")))

@@ -106,6 +106,16 @@ def dashboard_page():
         live=live_run(), runs=dashboard.runs(), confusions=dashboard.confusions(active))
 
 
+def date_filters(column, filters: list, chosen: dict) -> None:
+    """Add the query string's since/until days (inclusive, UTC) on ``column`` to ``filters``."""
+    if since := _date_arg("since"):
+        filters.append(column >= datetime.combine(since, time.min, timezone.utc))
+        chosen["since"] = since.isoformat()
+    if until := _date_arg("until"):
+        filters.append(column < datetime.combine(until + timedelta(days=1), time.min, timezone.utc))
+        chosen["until"] = until.isoformat()
+
+
 def _date_arg(name: str) -> date | None:
     value = request.args.get(name, "")
     if not value:
@@ -136,12 +146,7 @@ def _drawing_filters() -> tuple[list, dict]:
         # Some network read something other than the given label.
         filters.append(exists().where(Prediction.drawing_id == Drawing.id, Prediction.label != Drawing.label))
         chosen["disagree"] = "1"
-    if since := _date_arg("since"):
-        filters.append(Drawing.created_at >= datetime.combine(since, time.min, timezone.utc))
-        chosen["since"] = since.isoformat()
-    if until := _date_arg("until"):
-        filters.append(Drawing.created_at < datetime.combine(until + timedelta(days=1), time.min, timezone.utc))
-        chosen["until"] = until.isoformat()
+    date_filters(Drawing.created_at, filters, chosen)
     return filters, chosen
 
 

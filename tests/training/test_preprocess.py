@@ -9,20 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from bench.corpus import data_url, encode
 from training.devset import render
 from training.preprocess import (
     EmptyDrawing, ImageTooLarge, InvalidEncoding, UnsupportedImage, preprocess, to_model_input,
 )
 
 
-def encode(image: Image.Image, fmt: str = "PNG", **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **options)
-    return buffer.getvalue()
-
-
-def data_url(data: bytes, mime: str = "image/png") -> str:
-    return f"data:{mime};base64," + base64.b64encode(data).decode()
 
 
 def seven(size=(280, 280), *, ink=(0, 0, 0), paper=(255, 255, 255), width=18, box=None, mode="RGB"):

@@ -27,7 +27,7 @@ def any_app(request, database_url, tmp_path, tiny_models):
     else:
         endpoint = request.getfixturevalue("s3_endpoint")
         app = make_app(database_url, tmp_path / "unused", tmp_path,
-                       **s3_config(endpoint, S3_PREFIX=f"reconcile{time.monotonic_ns()}/"))
+                       **s3_config(endpoint, S3_PREFIX=f"{request.module.__name__.rsplit('.', 1)[-1]}{time.monotonic_ns()}/"))
     app.store_kind = request.param
     yield from serve(app, tiny_models[0])
 

@@ -4,7 +4,6 @@ without its object."""
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 
 import pytest
@@ -14,22 +13,11 @@ from webapp.extensions import db
 from webapp.models import AuditEvent, Drawing, Prediction, Rating, utcnow
 from webapp.storage import StorageUnavailable, get_store
 
-from .conftest import make_app, serve, stored_drawing_keys
+from .conftest import stored_drawing_keys
+from .test_reconcile import any_app  # noqa: F401  (fixture: the app on a local store, then on S3)
 from .test_storage import monkeypatch_module, s3_config, s3_endpoint, s3_store  # noqa: F401  (fixtures)
 
 PASSWORD = "long enough"
-
-
-@pytest.fixture(params=["local", "s3"])
-def any_app(request, database_url, tmp_path, tiny_models):
-    """The app with its own local store folder, then with its own prefix in an S3 bucket (moto's server)."""
-    if request.param == "local":
-        app = make_app(database_url, tmp_path / "objects", tmp_path)
-    else:
-        endpoint = request.getfixturevalue("s3_endpoint")
-        app = make_app(database_url, tmp_path / "unused", tmp_path,
-                       **s3_config(endpoint, S3_PREFIX=f"privacy{time.monotonic_ns()}/"))
-    yield from serve(app, tiny_models[0])
 
 
 def predict(client, drawing) -> str:
