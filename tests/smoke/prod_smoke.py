@@ -178,7 +178,8 @@ class Smoke:
     # ---- HTTP --------------------------------------------------------------------------------
 
     def request(self, method: str, path: str, body: dict | None = None, *, admin: bool = False,
-                timeout: float = 30) -> tuple[int, dict]:
+                timeout: float = 30, cookie: str | None = None,
+                response_headers: dict | None = None) -> tuple[int, dict]:
         """One request on its own connection (so gunicorn's workers share them), as Heroku's router sends it."""
         number = next(self.request_numbers)
         # As Heroku's router forwards it: its request id, HTTPS, and the visitor's address (fifty
@@ -191,11 +192,15 @@ class Smoke:
             headers["Content-Type"] = "application/json"
         if admin:
             headers["Authorization"] = f"Bearer {self.token}"
+        if cookie:
+            headers["Cookie"] = cookie
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
             connection.request(method, path, body=data, headers=headers)
             response = connection.getresponse()
             raw = response.read()
+            if response_headers is not None:
+                response_headers.update((name.lower(), value) for name, value in response.getheaders())
         finally:
             connection.close()
         try:
@@ -205,11 +210,17 @@ class Smoke:
         return response.status, payload
 
     def ok(self, method: str, path: str, body: dict | None = None, *, admin: bool = False,
-           expect: tuple[int, ...] = (200, 201, 202)) -> dict:
-        status, payload = self.request(method, path, body, admin=admin)
+           expect: tuple[int, ...] = (200, 201, 202), cookie: str | None = None) -> dict:
+        status, payload = self.request(method, path, body, admin=admin, cookie=cookie)
         if status not in expect:
             raise SmokeFailure(f"{method} {path} -> {status}: {json.dumps(payload)[:400]}")
         return payload
+
+    def visitor_cookie(self) -> str:
+        """A visitor's signed client cookie, as a browser keeps it (only its own predictions are ratable)."""
+        headers: dict = {}
+        self.request("GET", "/api/v1/me", response_headers=headers)
+        return headers.get("set-cookie", "").split(";")[0]
 
     def sample_memory(self, stage: str) -> None:
         self.memory_stages.append((stage, [rss_mb(pid) for pid in sorted(self.worker_pids())]))
@@ -302,9 +313,10 @@ class Smoke:
         contributions, predictions, burst = (drawings[:CONTRIBUTIONS], drawings[CONTRIBUTIONS:-BURST],
                                              drawings[-BURST:])
         with self.phase(f"traffic: {len(predictions)} predictions rated, {len(contributions)} contributions"):
+            visitor = self.visitor_cookie()
             with ThreadPoolExecutor(4) as pool:
-                answers = list(pool.map(lambda d: self.ok("POST", "/api/v1/predictions", {"image": d[0]}),
-                                        predictions))
+                answers = list(pool.map(lambda d: self.ok("POST", "/api/v1/predictions", {"image": d[0]},
+                                                          cookie=visitor), predictions))
             self.require("every prediction has both networks at v1", all(
                 {a["predictions"][n]["model_version"] for n in ("fnn", "cnn")} == {1} for a in answers))
             correct = sum(a["predictions"]["cnn"]["label"] == d[1] for a, d in zip(answers, predictions))
@@ -314,7 +326,7 @@ class Smoke:
             for answer, (_, label) in zip(answers, predictions):
                 for attempt in range(50):
                     status, body = self.request("POST", f"/api/v1/predictions/{answer['id']}/feedback",
-                                                {"label": label})
+                                                {"label": label}, cookie=visitor)
                     if status != 404:  # 404: the write-behind has not stored it yet
                         break
                     early += attempt == 0
