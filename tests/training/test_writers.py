@@ -193,9 +193,8 @@ def test_bench_prints_every_writer_and_the_worst(tiny_models, tmp_path):
     root, _ = tiny_models
     env = dict(os.environ, INKLING_INSTANCE_PATH=str(tmp_path))
     result = subprocess.run(
-        [sys.executable, str(TRAINING.parent / "bench" / "writers.py"), "--models", str(root),
-         "--clean", "1", "--messy", "0"],
-        capture_output=True, text=True, env=env, timeout=600, check=False,
+        [sys.executable, "-m", "bench.writers", "--models", str(root), "--clean", "1", "--messy", "0"],
+        capture_output=True, text=True, env=env, timeout=600, check=False, cwd=TRAINING.parent,
     )
     assert result.returncode == 0, result.stderr
     for writer in writers.writers():
