@@ -36,6 +36,17 @@ def _user_or_404(user_id: int) -> User:
     return db.session.get(User, user_id) or abort(404)
 
 
+def _form_user(user_id: int) -> User:
+    """The account a checked account form names."""
+    _checked_form()
+    return _user_or_404(user_id)
+
+
+def _back_to_accounts(message: str):
+    flash(message, "success")
+    return redirect(url_for("access.accounts_page"))
+
+
 @bp.get("/accounts")
 @admin_page
 def accounts_page(status: int = 200):
@@ -62,31 +73,26 @@ def create_account():
 @bp.post("/accounts/<int:user_id>/disable")
 @admin_page
 def disable_account(user_id: int):
-    _checked_form()
-    user = _user_or_404(user_id)
+    user = _form_user(user_id)
     if user.id == g.actor_user.id:
         flash(_("You cannot disable your own account."), "danger")
         return accounts_page(status=400)
     accounts.disable_user(user)
-    flash(_("%(name)s is disabled and signed out everywhere.", name=user.username), "success")
-    return redirect(url_for("access.accounts_page"))
+    return _back_to_accounts(_("%(name)s is disabled and signed out everywhere.", name=user.username))
 
 
 @bp.post("/accounts/<int:user_id>/enable")
 @admin_page
 def enable_account(user_id: int):
-    _checked_form()
-    user = _user_or_404(user_id)
+    user = _form_user(user_id)
     accounts.enable_user(user)
-    flash(_("%(name)s is enabled.", name=user.username), "success")
-    return redirect(url_for("access.accounts_page"))
+    return _back_to_accounts(_("%(name)s is enabled.", name=user.username))
 
 
 @bp.post("/accounts/<int:user_id>/password")
 @admin_page
 def reset_password(user_id: int):
-    _checked_form()
-    user = _user_or_404(user_id)
+    user = _form_user(user_id)
     try:
         accounts.set_password(user, request.form.get("password", ""))
     except ServiceError as exc:
@@ -96,8 +102,7 @@ def reset_password(user_id: int):
     if user.id == g.actor_user.id:
         # Their own sessions just ended, this one included.
         return redirect(url_for("admin.login"))
-    flash(_("%(name)s has a new password and is signed out everywhere.", name=user.username), "success")
-    return redirect(url_for("access.accounts_page"))
+    return _back_to_accounts(_("%(name)s has a new password and is signed out everywhere.", name=user.username))
 
 
 def _tokens_page(status: int = 200, secret: str | None = None, created: ApiToken | None = None):
