@@ -12,7 +12,6 @@ drawings are gone, objects and rows together. Prints the figures; exits 1 if a c
 from __future__ import annotations
 
 import argparse
-import http.client
 import logging
 import os
 import secrets
@@ -73,15 +72,11 @@ def fill(app, count: int) -> tuple[set[str], set[str]]:
     return {row["object_key"] for row in expired}, {row["object_key"] for row in kept}
 
 
-def get_ms(port: int, path: str) -> float:
+def get_ms(server: Gunicorn, path: str) -> float:
     started = time.perf_counter()
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    connection.request("GET", path)
-    response = connection.getresponse()
-    response.read()
-    connection.close()
-    if response.status != 200:
-        raise RuntimeError(f"{path} answered {response.status}")
+    status, _ = server.request(path)
+    if status != 200:
+        raise RuntimeError(f"{path} answered {status}")
     return (time.perf_counter() - started) * 1000
 
 
@@ -139,7 +134,7 @@ def run(env: dict, count: int) -> int:
           f"(rows and S3 objects) in {time.perf_counter() - started:.0f} s")
     # One worker, two threads: the smallest web dyno's share, without the model loading of gunicorn.conf.py.
     with Gunicorn(env, args=["--workers", "1", "--threads", "2"], healthy=False, workers=1) as server:
-        result, elapsed, before, during = prune_while_serving(app, server.port)
+        result, elapsed, before, during = prune_while_serving(app, server)
     failures = leftovers(app, kept_keys)
     print(f"pruned {result.rows:,} rows and {result.objects:,} objects in {elapsed:.1f} s "
           f"({result.rows / elapsed:,.0f} drawings/s); stopped: {result.stopped}")
@@ -152,17 +147,17 @@ def run(env: dict, count: int) -> int:
          not failures)])
 
 
-def prune_while_serving(app, port: int):
+def prune_while_serving(app, server: Gunicorn):
     """The prune's result and time, and a light request's times before and during it."""
     from webapp.retention import prune_expired
 
-    before = [get_ms(port, "/api/v1/me") for _ in range(300)]
+    before = [get_ms(server, "/api/v1/me") for _ in range(300)]
     during: list[float] = []
     done = threading.Event()
 
     def loop():
         while not done.is_set():
-            during.append(get_ms(port, "/api/v1/me"))
+            during.append(get_ms(server, "/api/v1/me"))
 
     thread = threading.Thread(target=loop, daemon=True)
     thread.start()
