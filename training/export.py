@@ -10,7 +10,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from training import IMAGE_SIZE, NUM_CLASSES
+from training import IMAGE_SIZE
 from training.predictor import OnnxModel
 from training.versions import KERAS_FILE, ONNX_FILE, StoredVersion, new_manifest, publish
 
@@ -24,7 +24,12 @@ INPUT_SPEC = {
     "layout": "NHWC",
     "meaning": "training.preprocess output: white digit on black, 20 px box, centre of mass at (14, 14)",
 }
-OUTPUT_SPEC = {"shape": [None, NUM_CLASSES], "dtype": "float32", "meaning": "class probabilities for digits 0-9"}
+
+
+def output_spec(num_classes: int) -> dict:
+    """The manifest's output: one probability per class (digits 0-9, or a label set's classes in order)."""
+    return {"shape": [None, num_classes], "dtype": "float32",
+            "meaning": f"probabilities of the {num_classes} classes, in the label set's order"}
 
 
 def export_onnx(model: keras.Model, path: Path) -> None:
@@ -53,7 +58,7 @@ def save_version(
             raise RuntimeError(f"{name}: ONNX differs from Keras by {difference:.2e} (> {EXPORT_TOLERANCE})")
         manifest = new_manifest(
             name=name, version=version, parent=parent, metrics=metrics,
-            input_spec=INPUT_SPEC, output_spec=OUTPUT_SPEC, training=training,
+            input_spec=INPUT_SPEC, output_spec=output_spec(int(model.output_shape[-1])), training=training,
             extra={"onnx_max_abs_difference": difference, "keras_version": keras.__version__},
         )
         return publish(root, manifest, {KERAS_FILE: keras_path, ONNX_FILE: onnx_path})

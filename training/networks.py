@@ -1,7 +1,8 @@
 """The two networks Inkling serves: a fully-connected net (FNN) and a convolutional net (CNN).
 
 Both take a batch of preprocessed drawings, shape (N, 28, 28, 1), float32 in [0, 1], and
-return the ten class probabilities, so that Keras and the exported ONNX graph answer alike.
+return one probability per class (ten digits by default; a label set's own classes otherwise),
+so that Keras and the exported ONNX graph answer alike.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ INPUT_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 1)
 BN_MOMENTUM = 0.9
 
 
-def build_fnn(*, hidden: int = 1000, dropout: float = 0.3) -> keras.Model:
-    """The classic 784-1000-1000-10 multilayer perceptron, with batch norm and dropout."""
+def build_fnn(*, num_classes: int = NUM_CLASSES, hidden: int = 1000, dropout: float = 0.3) -> keras.Model:
+    """The classic 784-1000-1000-10 multilayer perceptron (10 = ``num_classes``), with batch norm and dropout."""
     inputs = keras.Input(INPUT_SHAPE, name="image")
     x = layers.Flatten()(inputs)
     for index in (1, 2):
@@ -26,11 +27,12 @@ def build_fnn(*, hidden: int = 1000, dropout: float = 0.3) -> keras.Model:
         x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"bn{index}")(x)
         x = layers.ReLU()(x)
         x = layers.Dropout(dropout)(x)
-    outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="probabilities")(x)
+    outputs = layers.Dense(_checked(num_classes), activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="fnn")
 
 
-def build_cnn(*, filters: tuple[int, int] = (32, 64), dense: int = 256, dropout: float = 0.4) -> keras.Model:
+def build_cnn(*, num_classes: int = NUM_CLASSES, filters: tuple[int, int] = (32, 64), dense: int = 256,
+              dropout: float = 0.4) -> keras.Model:
     """A LeNet-style CNN: two 5x5 conv blocks and a dense layer.
 
     Chosen for its cost on a CPU: about 2 MFLOPs per image, so a base training run fits in
@@ -48,15 +50,21 @@ def build_cnn(*, filters: tuple[int, int] = (32, 64), dense: int = 256, dropout:
     x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="bn_dense")(x)
     x = layers.ReLU()(x)
     x = layers.Dropout(dropout)(x)
-    outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="probabilities")(x)
+    outputs = layers.Dense(_checked(num_classes), activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="cnn")
+
+
+def _checked(num_classes: int) -> int:
+    # One class would make softmax a constant 1: nothing to learn, nothing to judge.
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    return num_classes
 
 
 BUILDERS = {"fnn": build_fnn, "cnn": build_cnn}
 
 
-def build(name: str, **kwargs) -> keras.Model:
-    try:
-        return BUILDERS[name](**kwargs)
-    except KeyError:
-        raise ValueError(f"unknown network {name!r}; expected one of {sorted(BUILDERS)}") from None
+def build(name: str, *, num_classes: int = NUM_CLASSES, **kwargs) -> keras.Model:
+    if name not in BUILDERS:
+        raise ValueError(f"unknown network {name!r}; expected one of {sorted(BUILDERS)}")
+    return BUILDERS[name](num_classes=num_classes, **kwargs)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from training import MODEL_NAMES, NUM_CLASSES
+from training import MODEL_NAMES
 from training.preprocess import to_model_input
 from training.versions import ONNX_FILE, StoredVersion, load
 
@@ -37,7 +37,8 @@ class NetworkAnswer:
 class OnnxModel:
     """One exported network: an ONNX Runtime session and the version it came from."""
 
-    def __init__(self, model: bytes | str | Path, *, name: str, version: int, threads: int = 1):
+    def __init__(self, model: bytes | str | Path, *, name: str, version: int, threads: int = 1,
+                 num_classes: int | None = None):
         options = ort.SessionOptions()
         # One image per call: threads would cost more in hand-offs than they save, and
         # gunicorn runs several processes side by side anyway.
@@ -50,16 +51,14 @@ class OnnxModel:
         self.input_name = self.session.get_inputs()[0].name
         self.name = name
         self.version = version
-        outputs = self.session.get_outputs()
-        if outputs[0].shape[-1] not in (NUM_CLASSES, None) or not isinstance(outputs[0].shape[-1], (int, type(None))):
-            raise ValueError(f"{name} v{version}: output shape {outputs[0].shape} is not (N, {NUM_CLASSES})")
+        self.num_classes = _output_classes(self.session, name=name, version=version, expected=num_classes)
 
     @classmethod
     def from_stored(cls, stored: StoredVersion, **kwargs) -> "OnnxModel":
         return cls(stored.path / ONNX_FILE, name=stored.name, version=stored.version, **kwargs)
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
-        """(N, 28, 28, 1) float32 in [0, 1] -> (N, 10) probabilities."""
+        """(N, 28, 28, 1) float32 in [0, 1] -> (N, num_classes) probabilities."""
         return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, np.float32)})[0]
 
     def predict(self, pixels: np.ndarray) -> NetworkAnswer:
@@ -72,6 +71,17 @@ class OnnxModel:
         rounded = [round(float(p), 6) for p in probabilities]
         return NetworkAnswer(label=label, confidence=rounded[label], probabilities=rounded,
                           model_version=self.version, latency_ms=round(elapsed, 3))
+
+
+def _output_classes(session: ort.InferenceSession, *, name: str, version: int, expected: int | None) -> int:
+    """The number of classes the graph answers: (N, K) with K >= 2 (and K == ``expected`` when given)."""
+    shape = session.get_outputs()[0].shape
+    classes = shape[-1] if len(shape) == 2 else None
+    if not isinstance(classes, int) or isinstance(classes, bool) or classes < 2 \
+            or expected is not None and classes != expected:
+        wanted = f"(N, {expected})" if expected is not None else "(N, classes)"
+        raise ValueError(f"{name} v{version}: output shape {shape} is not {wanted}")
+    return classes
 
 
 class Predictor:
