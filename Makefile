@@ -7,7 +7,7 @@ PORT ?= 5000
 HOST ?= 127.0.0.1
 export INKLING_INSTANCE_PATH := $(abspath $(INSTANCE))
 
-.PHONY: run setup test install data models bench bench-accuracy bench-writers bench-latency bench-http bench-continual bench-export bench-load bench-hotswap bench-prune translations clean
+.PHONY: run setup test install data models bench bench-accuracy bench-writers bench-latency bench-http bench-continual bench-export bench-load bench-hotswap bench-prune bench-label-sets translations clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,11 @@ bench-http: models
 
 bench-continual: models
 	$(BIN)/python -m bench.continual
+
+# Cold start of a new label set (six procedural doodle classes, both networks from scratch),
+# through the HTTP API; OFFLINE=1 measures the library alone, three seeds.
+bench-label-sets: models
+	$(BIN)/python -m bench.label_sets $(if $(OFFLINE),--offline)
 
 # Needs MNIST only (its digits are the drawings); `--database-url` runs it on PostgreSQL.
 bench-export: data
