@@ -63,8 +63,8 @@ bench-continual: models
 	$(BIN)/python -m bench.continual
 
 # Cold start of a new label set (six procedural doodle classes, both networks from scratch),
-# through the HTTP API; OFFLINE=1 measures the library alone, three seeds.
-bench-label-sets: models
+# through the HTTP API; OFFLINE=1 measures the library alone, three seeds (no base models needed).
+bench-label-sets: $(if $(OFFLINE),install,models)
 	$(BIN)/python -m bench.label_sets $(if $(OFFLINE),--offline)
 
 # Needs MNIST only (its digits are the drawings); `--database-url` runs it on PostgreSQL.
