@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import click
+from flask.cli import with_appcontext
 
 from webapp.dataset_links import DEFAULT_LABEL_SET
 from webapp.formats import IMPORT_FORMATS
@@ -20,6 +21,7 @@ from webapp.formats import IMPORT_FORMATS
 @click.option("--status", type=click.Choice(("confirmed", "pending")), default="confirmed", show_default=True,
               help="confirmed: ready to train; pending: waits in the review queue")
 @click.option("--label", default=None, help="quickdraw-npy only: the file's class (default: its name, cat.npy -> cat)")
+@with_appcontext
 def import_command(file: Path, fmt: str, label_set: str, status: str, label: str | None) -> None:
     """Import FILE's drawings with source `import`, skipping any whose image is already stored."""
     from webapp.cli import _service
