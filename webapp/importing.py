@@ -6,7 +6,6 @@ import hashlib
 import logging
 import tempfile
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
@@ -23,7 +22,8 @@ from webapp.dataset import pixels_png
 from webapp.dataset_links import DEFAULT_LABEL_SET, label_set_classes, strokes_to_keep
 from webapp.errors import ServiceError
 from webapp.extensions import db
-from webapp.formats import IMPORT_FORMATS, FormatError, Item, NdjsonReader, NpyReader, NpzReader, ZipReader
+from webapp.formats import IMPORT_FORMATS, FormatError, Item, NpyReader, NpzReader, ZipReader
+from webapp.quickdraw import NdjsonReader
 from webapp.models import Drawing, new_id, utcnow
 from webapp.storage import StorageError, get_store
 
@@ -33,8 +33,6 @@ IMPORT_STATUSES = ("confirmed", "pending")
 # One transaction and one round of object writes: big enough that commits cost little per row,
 # small enough that a batch's rows and images sit in memory comfortably.
 BATCH_ROWS = 2000
-# Object writes wait on fsync (local) or the network (S3): many at once keep the disk or the link busy.
-PUT_THREADS = 32
 TICK = timedelta(microseconds=1)
 
 
@@ -90,13 +88,12 @@ def import_dataset(*, path: Path, fmt: str, label_set: str = DEFAULT_LABEL_SET, 
         reader = open_reader(fmt, Path(path), classes=classes, label=label if label is not None else Path(name).stem,
                              explicit=label is not None)
         result = ImportResult(read=reader.check())
-        with ThreadPoolExecutor(PUT_THREADS, thread_name_prefix="import-put") as pool:
-            batcher = _Batcher(classes=classes, status=status, reason=f"imported from {name}", pool=pool)
-            for batch in _chunks(reader, BATCH_ROWS):
-                imported, duplicates = batcher.store(batch)
-                result.imported += imported
-                result.duplicates += duplicates
-                result.batches += 1
+        batcher = _Batcher(classes=classes, status=status, reason=f"imported from {name}")
+        for batch in _chunks(reader, BATCH_ROWS):
+            imported, duplicates = batcher.store(batch)
+            result.imported += imported
+            result.duplicates += duplicates
+            result.batches += 1
     except FormatError as exc:
         raise ServiceError(400, "invalid_file", _stopped(str(exc), batcher=batcher)) from None
     record("dataset.import", target=name, detail={"format": fmt, "label_set": label_set, "status": status,
@@ -123,7 +120,6 @@ class _Batcher:
     classes: tuple[str, ...]
     status: str
     reason: str
-    pool: ThreadPoolExecutor
     imported: int = 0
     seen: set = field(default_factory=set)
     holdout_counts: dict | None = None
@@ -207,24 +203,13 @@ class _Batcher:
         return counts
 
     def _write(self, objects: list[tuple[str, bytes, str]]) -> list[str]:
-        """Write every object of a batch, or none: on a failure those written are removed again."""
-        store = get_store()
-
-        def put(entry):
-            key, data, content_type = entry
-            try:
-                store.put(key, data, content_type=content_type)
-                return key, None
-            except StorageError as exc:
-                return key, exc
-
-        outcomes = list(self.pool.map(put, objects))
-        failures = [exc for _, exc in outcomes if exc is not None]
-        if failures:
-            self._delete([key for key, exc in outcomes if exc is None])
-            log.warning("import batch failed: %s", failures[0])
-            raise ServiceError(503, "storage_unavailable", self._refusal("image storage refused a batch"))
-        return [key for key, _ in outcomes]
+        """Write every object of a batch, or none (the store removes what it wrote of a failed batch)."""
+        try:
+            get_store().put_many(objects)
+        except StorageError as exc:
+            log.warning("import batch failed: %s", exc)
+            raise ServiceError(503, "storage_unavailable", self._refusal("image storage refused a batch")) from exc
+        return [key for key, _, _ in objects]
 
     def _delete(self, keys: list[str]) -> None:
         try:

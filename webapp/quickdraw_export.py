@@ -9,7 +9,7 @@ from sqlalchemy import Connection, func, select
 from stream_zip import ZIP_64
 
 from webapp.dataset_links import DEFAULT_LABEL_SET, label_set_classes, stored_strokes
-from webapp.formats import RDP_EPSILON, canvas_strokes, quickdraw_record
+from webapp.quickdraw import RDP_EPSILON, canvas_strokes, quickdraw_record
 from webapp.models import Drawing, Prediction
 
 MANIFEST = "manifest.json"

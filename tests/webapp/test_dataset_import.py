@@ -281,27 +281,27 @@ def test_export_import_export_round_trips(app, tmp_path, fmt):
 
 
 def test_a_batch_whose_objects_fail_leaves_neither_rows_nor_objects(app, tmp_path, small_batches, monkeypatch):
+    from webapp import storage
     from webapp.errors import ServiceError
-    from webapp.storage import LocalObjectStore, StorageUnavailable
 
     path = tmp_path / "3.npy"
     np.save(path, bitmaps(20))
-    put, calls = LocalObjectStore.put, []
+    sync, calls = storage.sync_filesystem, []
 
-    def failing_put(self, key, data, *, content_type):
-        calls.append(key)
-        if len(calls) == 10:  # in the second batch of 7
-            raise StorageUnavailable("disk full")
-        return put(self, key, data, content_type=content_type)
+    def failing_sync(folder):
+        calls.append(folder)
+        if len(calls) == 2:  # the second batch's files are written, then the disk fails
+            raise OSError(5, "Input/output error")
+        return sync(folder)
 
-    monkeypatch.setattr(LocalObjectStore, "put", failing_put)
+    monkeypatch.setattr(storage, "sync_filesystem", failing_sync)
     with pytest.raises(ServiceError) as caught:
         import_file(app, path, "quickdraw-npy")
     assert caught.value.status == 503 and "the 7 drawings of the batches before it" in caught.value.message
     assert drawing_count(app) == 7
     rows, objects = stored_drawing_keys(app)
     assert rows == objects and len(objects) == 7
-    monkeypatch.setattr(LocalObjectStore, "put", put)
+    monkeypatch.setattr(storage, "sync_filesystem", sync)
     result = import_file(app, path, "quickdraw-npy")  # run again: the first batch is skipped
     assert (result.imported, result.duplicates, drawing_count(app)) == (13, 7, 20)
 
@@ -377,7 +377,7 @@ def test_the_cli_imports_and_reports(app, runner, tmp_path):
 
 
 def test_rdp_simplification_and_scaling_as_quick_draw_does():
-    from webapp.formats import quickdraw_record, simplified_strokes
+    from webapp.quickdraw import quickdraw_record, simplified_strokes
 
     noise = np.random.default_rng(1).uniform(-0.3, 0.3, 200)
     noise[[0, -1]] = 0
