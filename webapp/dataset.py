@@ -16,11 +16,11 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from sqlalchemy import Engine, func, select
 from stream_zip import NO_COMPRESSION_64, ZIP_64, stream_zip
 
 from webapp.extensions import db
-from webapp.formats import gray_png
 from webapp.models import AuditEvent, Drawing, utcnow
 
 IMAGE_SIZE = 28
@@ -263,7 +263,9 @@ def _check_row(row) -> None:
 
 def pixels_png(pixels: bytes) -> bytes:
     """A 28x28 8-bit grayscale PNG of stored pixels, unchanged: white digit on black, as MNIST."""
-    return gray_png(pixels)
+    buffer = io.BytesIO()
+    Image.frombytes("L", (IMAGE_SIZE, IMAGE_SIZE), pixels).save(buffer, "PNG")
+    return buffer.getvalue()
 
 
 def _iso(moment: datetime | None) -> str:

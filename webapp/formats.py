@@ -11,9 +11,7 @@ import csv
 import io
 import mmap
 import os
-import struct
 import zipfile
-import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,18 +38,6 @@ class Item:
     image: bytes | None = None  # the image to store; None: a PNG of the pixels
     holdout: bool | None = None  # None: decided as for any confirmation
     strokes: list | None = None  # Quick, Draw! strokes [[x...], [y...]] when the file had them
-
-
-def gray_png(pixels: bytes, size: int = IMAGE_SIZE) -> bytes:
-    """A ``size``-square 8-bit grayscale PNG of ``pixels``, written directly: a tenth of Pillow's time
-    for a 28x28 image, which is most of an import's CPU."""
-    rows = b"".join(b"\0" + pixels[start:start + size] for start in range(0, size * size, size))
-    return b"".join((b"\x89PNG\r\n\x1a\n", _chunk(b"IHDR", struct.pack(">IIBBBBB", size, size, 8, 0, 0, 0, 0)),
-                     _chunk(b"IDAT", zlib.compress(rows, 6)), _chunk(b"IEND", b"")))
-
-
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
 def class_name(value, classes: Sequence[str], where: str) -> str:

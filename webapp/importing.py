@@ -24,6 +24,7 @@ from webapp.errors import ServiceError
 from webapp.extensions import db
 from webapp.formats import IMPORT_FORMATS, FormatError, Item, NpyReader, NpzReader, ZipReader
 from webapp.quickdraw import NdjsonReader
+from webapp.runs import maybe_trigger_automatically
 from webapp.models import Drawing, new_id, utcnow
 from webapp.storage import StorageError, get_store
 
@@ -99,6 +100,8 @@ def import_dataset(*, path: Path, fmt: str, label_set: str = DEFAULT_LABEL_SET, 
     record("dataset.import", target=name, detail={"format": fmt, "label_set": label_set, "status": status,
                                                   **result.as_json()})
     db.session.commit()
+    if status == "confirmed" and result.imported:
+        maybe_trigger_automatically()  # as a confirmation does: RETRAIN_EVERY new drawings start a run
     return result
 
 
