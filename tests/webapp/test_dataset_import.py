@@ -435,3 +435,18 @@ def test_the_quickdraw_ndjson_export(app, tmp_path, monkeypatch):
     # And the export imports again, strokes and all.
     empty(app)
     assert import_file(app, out, "quickdraw-ndjson").imported == 6
+
+
+def test_a_confirmed_import_may_start_a_run_as_a_confirmation_does(app, tmp_path, monkeypatch):
+    from webapp import importing
+
+    calls = []
+    monkeypatch.setattr(importing, "maybe_trigger_automatically", lambda: calls.append(1))
+    np.save(tmp_path / "4.npy", bitmaps(3))
+    import_file(app, tmp_path / "4.npy", "quickdraw-npy", status="pending")
+    assert calls == []
+    np.save(tmp_path / "5.npy", bitmaps(3, seed=1))
+    import_file(app, tmp_path / "5.npy", "quickdraw-npy")
+    assert calls == [1]
+    import_file(app, tmp_path / "5.npy", "quickdraw-npy")  # nothing new: nothing to train on
+    assert calls == [1]
