@@ -349,6 +349,7 @@ def test_the_admin_api_imports_a_streamed_upload(app, runner, tmp_path):
         assert response.status_code == 403 and response.json["code"] == "forbidden"
     assert drawing_count(app) == 0
     headers = admin_headers(app, runner)
+    app.config["MAX_CONTENT_LENGTH"] = 1000  # an image's limit: the import has its own, IMPORT_MAX_BYTES
     response = client.post(url, data=body, headers=headers, content_type="application/octet-stream")
     assert response.status_code == 201, response.json
     assert response.json == {"read": 9, "imported": 9, "duplicates": 0, "batches": 1}
