@@ -451,3 +451,17 @@ def test_a_confirmed_import_may_start_a_run_as_a_confirmation_does(app, tmp_path
     assert calls == [1]
     import_file(app, tmp_path / "5.npy", "quickdraw-npy")  # nothing new: nothing to train on
     assert calls == [1]
+
+
+def test_ndjson_without_a_final_newline_is_whole_but_a_line_cut_short_is_not(app, tmp_path, monkeypatch):
+    from webapp import quickdraw
+
+    path = tmp_path / "digits.ndjson"
+    write_ndjson(path, ndjson_lines(3))
+    path.write_bytes(path.read_bytes().rstrip(b"\n"))
+    assert import_file(app, path, "quickdraw-ndjson").imported == 3
+    empty(app)
+    path.write_bytes(path.read_bytes()[:-3])
+    assert "line 3 is not JSON" in refused(app, path, "quickdraw-ndjson")
+    monkeypatch.setattr(quickdraw, "MAX_LINE_BYTES", 100)
+    assert "line 1 is longer than 100 bytes" in refused(app, path, "quickdraw-ndjson")
