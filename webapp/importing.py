@@ -95,14 +95,26 @@ def import_dataset(*, path: Path, fmt: str, label_set: str = DEFAULT_LABEL_SET, 
             result.imported += imported
             result.duplicates += duplicates
             result.batches += 1
-    except FormatError as exc:
+    except (FormatError, ServiceError) as exc:
+        if batcher is not None and batcher.imported:  # the batches that went in are on the record too
+            try:
+                _record(name, fmt, label_set, status, result, stopped=str(exc))
+            except SQLAlchemyError:
+                db.session.rollback()
+                log.error("import of %s stopped after %d drawings, unrecorded", name, batcher.imported)
+        if isinstance(exc, ServiceError):
+            raise
         raise ServiceError(400, "invalid_file", _stopped(str(exc), batcher=batcher)) from None
-    record("dataset.import", target=name, detail={"format": fmt, "label_set": label_set, "status": status,
-                                                  **result.as_json()})
-    db.session.commit()
+    _record(name, fmt, label_set, status, result)
     if status == "confirmed" and result.imported:
         maybe_trigger_automatically()  # as a confirmation does: RETRAIN_EVERY new drawings start a run
     return result
+
+
+def _record(name: str, fmt: str, label_set: str, status: str, result: ImportResult, *, stopped: str = "") -> None:
+    detail = {"format": fmt, "label_set": label_set, "status": status, **result.as_json()}
+    record("dataset.import", target=name, detail=detail | ({"stopped": stopped[:200]} if stopped else {}))
+    db.session.commit()
 
 
 def _stopped(message: str, *, batcher) -> str:

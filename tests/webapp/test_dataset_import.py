@@ -299,6 +299,9 @@ def test_a_batch_whose_objects_fail_leaves_neither_rows_nor_objects(app, tmp_pat
         import_file(app, path, "quickdraw-npy")
     assert caught.value.status == 503 and "the 7 drawings of the batches before it" in caught.value.message
     assert drawing_count(app) == 7
+    with app.app_context():
+        event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "dataset.import"))
+        assert event.detail["imported"] == 7 and "image storage refused" in event.detail["stopped"]
     rows, objects = stored_drawing_keys(app)
     assert rows == objects and len(objects) == 7
     monkeypatch.setattr(storage, "sync_filesystem", sync)
