@@ -7,7 +7,7 @@ PORT ?= 5000
 HOST ?= 127.0.0.1
 export INKLING_INSTANCE_PATH := $(abspath $(INSTANCE))
 
-.PHONY: run setup test install data models bench bench-accuracy bench-writers bench-latency bench-http bench-continual bench-export bench-load bench-hotswap bench-prune bench-label-sets translations clean
+.PHONY: run setup test install data models bench bench-accuracy bench-writers bench-latency bench-http bench-continual bench-export bench-import bench-load bench-hotswap bench-prune bench-label-sets translations clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -70,6 +70,9 @@ bench-label-sets: $(if $(OFFLINE),install,models)
 # Needs MNIST only (its digits are the drawings); `--database-url` runs it on PostgreSQL.
 bench-export: data
 	$(BIN)/python -m bench.export
+
+bench-import: install
+	$(BIN)/python -m bench.importing
 
 # 100,000 expired predictions pruned on PostgreSQL + moto S3 while gunicorn answers (COUNT= for fewer).
 bench-prune: install

@@ -201,6 +201,9 @@ def register_celery(app: Flask) -> None:
 
 def register_commands(app: Flask) -> None:
     from webapp.cli import dataset_cli, models_cli, reference_cli, storage_cli, tokens_cli, users_cli
+    from webapp.importing_cli import import_command
+
+    dataset_cli.add_command(import_command)
 
     app.cli.add_command(users_cli)
     app.cli.add_command(tokens_cli)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, g, jsonify, request
+from flask import Blueprint, current_app, g, jsonify, request
 from sqlalchemy import select
 
 from webapp import accounts
@@ -154,6 +154,21 @@ def export_dataset():
     response.headers["X-Dataset-Rows"] = str(export.rows)
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+@bp.post("/dataset/import")
+@admin_required
+def import_dataset():
+    """A dataset file as the request body (?format=npz|zip|quickdraw-ndjson|quickdraw-npy, label_set,
+    status, label): imported as `flask dataset import` does; the counts, or a 4xx saying why nothing was."""
+    from webapp.importing import import_dataset as run_import, spooled_upload
+
+    args = request.args
+    with spooled_upload(request, limit=current_app.config["IMPORT_MAX_BYTES"]) as path:
+        result = run_import(path=path, fmt=args.get("format", ""), label_set=args.get("label_set", "digits"),
+                            status=args.get("status", "confirmed"), label=args.get("label") or None,
+                            name=args.get("name") or f"upload.{args.get('format', '')}")
+    return jsonify(result.as_json()), 201
 
 
 @bp.get("/tokens")

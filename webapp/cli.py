@@ -176,8 +176,9 @@ dataset_cli = AppGroup("dataset", help="The confirmed dataset.")
 
 
 @dataset_cli.command("export")
-@click.option("--format", "fmt", type=click.Choice(("npz", "zip")), default="npz", show_default=True,
-              help="npz: MNIST-style arrays x, y, holdout, ids; zip: <label>/<id>.png and manifest.csv")
+@click.option("--format", "fmt", type=click.Choice(("npz", "zip", "quickdraw-ndjson")), default="npz",
+              show_default=True, help="npz: MNIST-style arrays x, y, holdout, ids; zip: <label>/<id>.png and "
+              "manifest.csv; quickdraw-ndjson: a zip of <word>.ndjson strokes and manifest.json")
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="the file to write (replaced atomically)")
 def export_dataset(fmt: str, out: Path) -> None:

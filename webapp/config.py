@@ -187,6 +187,8 @@ def _serving_settings(environ) -> dict:
         # Base64 adds a third; JSON framing a little more.
         "MAX_IMAGE_BYTES": max_image_bytes,
         "MAX_CONTENT_LENGTH": int(environ.get("MAX_CONTENT_LENGTH", max_image_bytes * 4 // 3 + 64 * 1024)),
+        # The one larger body: an admin's dataset file to import (streamed to a temporary file).
+        "IMPORT_MAX_BYTES": int(environ.get("IMPORT_MAX_BYTES", 1 << 30)),
         # Store answered predictions after responding (see services.predict_drawing).
         "PREDICTION_WRITE_BEHIND": _bool(environ.get("PREDICTION_WRITE_BEHIND"), True),
         "MODEL_REFRESH_SECONDS": float(environ.get("MODEL_REFRESH_SECONDS", 2)),

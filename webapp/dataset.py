@@ -50,7 +50,9 @@ class ExportFormat:
     extension: str
 
 
-FORMATS = {"npz": ExportFormat("application/octet-stream", "npz"), "zip": ExportFormat("application/zip", "zip")}
+FORMATS = {"npz": ExportFormat("application/octet-stream", "npz"), "zip": ExportFormat("application/zip", "zip"),
+           # Quick, Draw!'s simplified strokes, one <word>.ndjson per class, and a manifest.
+           "quickdraw-ndjson": ExportFormat("application/zip", "quickdraw.zip")}
 
 
 class ExportError(RuntimeError):
@@ -93,7 +95,7 @@ class DatasetExport:
 
     def __iter__(self) -> Iterator[bytes]:
         try:
-            yield from (self._npz() if self.format == "npz" else self._image_folder())
+            yield from {"npz": self._npz, "zip": self._image_folder, "quickdraw-ndjson": self._quickdraw}[self.format]()
         finally:
             self.close()
 
@@ -130,12 +132,13 @@ class DatasetExport:
             self.close()
         return size
 
-    def _batches(self, *columns) -> Iterator[list]:
-        """The snapshot's confirmed rows in order, ``chunk_rows`` at a time, only ``columns``."""
+    def _batches(self, *columns, where=None) -> Iterator[list]:
+        """The snapshot's confirmed rows in order (those matching ``where``), ``chunk_rows`` at a time, only ``columns``."""
         if self.rows == 0:
             return
         query = (select(*columns)
-                 .where(Drawing.status == "confirmed", Drawing.confirmed_at <= self.confirmed_until)
+                 .where(Drawing.status == "confirmed", Drawing.confirmed_at <= self.confirmed_until,
+                        *(() if where is None else (where,)))
                  .order_by(Drawing.confirmed_at, Drawing.id)
                  .execution_options(yield_per=self._chunk_rows))
         yield from self._connection.execute(query).partitions()
@@ -172,6 +175,12 @@ class DatasetExport:
             yield np.array([row.id for row in batch], dtype=ID_DTYPE).tobytes()
             seen += len(batch)
         self._check_count(seen)
+
+    def _quickdraw(self) -> Iterator[bytes]:
+        from webapp.quickdraw_export import quickdraw_members
+
+        return zip_archive(quickdraw_members(self._connection, self._batches, until=self.confirmed_until),
+                           modified_at=self.opened_at)
 
     def _image_folder(self) -> Iterator[bytes]:
         # The manifest comes last (a zip writes one member at a time); it waits in a spooled

@@ -32,6 +32,10 @@ MESSAGES = {
     "invalid_not_digit": _l("\"Not a digit\" must be true or false."),
     "invalid_items": _l("The list of drawings to review is not valid."),
     "invalid_format": _l("That export format is not offered."),
+    # Dataset imports.
+    "unknown_label_set": _l("That label set does not exist."),
+    "invalid_file": _l("The file is damaged or not in the format given."),
+    "file_too_large": _l("The file is too large to import."),
     # The drawing itself (training/preprocess.py).
     "missing_image": _l("No drawing was sent."),
     "invalid_image": _l("The drawing could not be read as an image."),

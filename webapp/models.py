@@ -11,7 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from webapp.extensions import db
 
-SOURCES = ("contribution", "prediction", "feedback")
+SOURCES = ("contribution", "prediction", "feedback", "import")
 STATUSES = ("pending", "confirmed", "rejected")
 VERSION_STATUSES = ("candidate", "active", "retired", "rejected")
 RUN_STATUSES = ("queued", "running", "succeeded", "failed", "rejected")
@@ -43,7 +43,8 @@ class Drawing(db.Model):
     """One uploaded drawing: the original image is in the object store under ``object_key``.
 
     ``source`` is how it arrived: a labelled contribution, an unrated prediction request, or a
-    prediction that a user rated (feedback, labelled with the true digit).
+    prediction that a user rated (feedback, labelled with the true digit), or a dataset file's
+    drawing (import, `flask dataset import`).
     """
 
     __tablename__ = "drawings"

@@ -35,6 +35,7 @@ ENDPOINTS = {
     "admin_api.review_drawing": ("POST", f"/api/v1/drawings/{MISSING}/review", "review"),
     "admin_api.review_drawings": ("POST", "/api/v1/drawings/review", "review"),
     "admin_api.export_dataset": ("GET", "/api/v1/dataset/export?format=npz", "review"),
+    "admin_api.import_dataset": ("POST", "/api/v1/dataset/import?format=npz", "admin"),
     "admin_api.create_training_run": ("POST", "/api/v1/training-runs", "admin"),
     "admin_api.list_training_runs": ("GET", "/api/v1/training-runs", "admin"),
     "admin_api.get_training_run": ("GET", f"/api/v1/training-runs/{MISSING}", "admin"),

@@ -80,6 +80,27 @@ def test_put_get_list_delete(store):
     store.delete("drawings/ab/one.png")  # deleting twice is fine
 
 
+def test_put_many_writes_all_or_none(store, monkeypatch):
+    objects = [(f"drawings/{index:02x}/{index}.png", b"png %d" % index, "image/png") for index in range(20)]
+    store.put_many(objects[:10])
+    assert all(store.get(key) == data for key, data, _ in objects[:10])
+    if isinstance(store, LocalObjectStore):
+        batch = objects[10:] + [objects[0]]  # new keys only: one already taken fails the batch
+    else:
+        batch, put = objects[10:], store.put
+
+        def failing_put(key, data, *, content_type):
+            if key == objects[15][0]:
+                raise StorageUnavailable("S3 put failed: SlowDown")
+            put(key, data, content_type=content_type)
+
+        monkeypatch.setattr(store, "put", failing_put)
+    with pytest.raises(StorageUnavailable):
+        store.put_many(batch)
+    assert sorted(obj.key for obj in store.list("drawings/")) == sorted(key for key, _, _ in objects[:10])
+    assert store.get(objects[0][0]) == b"png 0"
+
+
 @pytest.mark.parametrize("key", ["../escape.png", "/abs.png", "a//b", "a/../b", "", "sp ace.png"])
 def test_keys_cannot_escape_or_be_odd(store, key):
     with pytest.raises(ValueError):
