@@ -78,7 +78,9 @@
     });
   }
 
+  // The buttons come disabled, and work once this script has wired them.
   for (const button of document.querySelectorAll('[data-replay]')) {
+    button.disabled = false;
     button.addEventListener('click', async () => {
       button.disabled = true;
       try {
