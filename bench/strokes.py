@@ -30,7 +30,7 @@ FLOOR_MS = 0.5
 
 def typical_strokes(seed: int, *, size: int = CANVAS, strokes: int = 10, points: int = 300) -> list[dict]:
     """A doodle as the canvas sends it: ``strokes`` jittered arcs, ``points`` points in all, x and y in
-    pixels of a ``size`` px canvas, t in ms since the first point (a point every ~8-16 ms, a pause
+    whole pixels of a ``size`` px canvas, t in ms since the first point (a point every ~8-16 ms, a pause
     between strokes)."""
     rng = random.Random(seed)
     drawing, now = [], 0
@@ -41,8 +41,8 @@ def typical_strokes(seed: int, *, size: int = CANVAS, strokes: int = 10, points:
         stroke = {"x": [], "y": [], "t": []}
         for step in range(count):
             angle = start + 2.5 * step / count
-            stroke["x"].append(round(min(max(cx + radius * math.cos(angle) + rng.uniform(-2, 2), 0), size), 1))
-            stroke["y"].append(round(min(max(cy + radius * math.sin(angle) + rng.uniform(-2, 2), 0), size), 1))
+            stroke["x"].append(round(min(max(cx + radius * math.cos(angle) + rng.uniform(-2, 2), 0), size)))
+            stroke["y"].append(round(min(max(cy + radius * math.sin(angle) + rng.uniform(-2, 2), 0), size)))
             stroke["t"].append(now)
             now += rng.randint(8, 16)
         drawing.append(stroke)
@@ -113,9 +113,12 @@ def main() -> int:
         medians[kind] = float(np.median(values))
         print(f"  {kind:>7} strokes  server time p50 {medians[kind]:6.2f} ms   mean {np.mean(values):6.2f} ms   "
               f"p90 {np.percentile(values, 90):6.2f} ms   ({len(values)} requests)")
-    added = medians["with"] - medians["without"]
-    print(f"  strokes add {added:+.2f} ms (p50)")
-    return print_floors("Floors", [(f"storing strokes adds <= {FLOOR_MS} ms server time (p50)", added <= FLOOR_MS)])
+    # Each request with strokes against the one without just after it: the two met about the same load.
+    paired = float(np.median(np.subtract(times["with"], times["without"])))
+    print(f"  strokes add {medians['with'] - medians['without']:+.2f} ms (difference of the p50s), "
+          f"{paired:+.2f} ms (p50 of the differences of neighbouring requests)")
+    return print_floors("Floors", [(f"storing strokes adds <= {FLOOR_MS} ms server time (p50 of the differences)",
+                                    paired <= FLOOR_MS)])
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@
   const INK = '#000000';
   // The server's limits on strokes (webapp/strokes.py): a drawing beyond them is thinned or sent without strokes.
   const STROKE_LIMITS = { points: 4000, strokes: 250, durationMs: 15 * 60 * 1000 };
-  const tenth = (value) => Math.round(value * 10) / 10;
 
   // Strokes are kept in coordinates relative to the canvas (0..1), so a resize can redraw them
   // crisply at the new backing-store size; each point has the time it was drawn (the event's timeStamp).
@@ -47,7 +46,8 @@
     }
 
     // The strokes still on the pad as the server keeps them, in Quick, Draw!'s raw shape: per stroke x and y in
-    // pixels of the image toDataURL() gives, and t in ms since the first point. null without ink, or when the
+    // whole pixels of the image toDataURL() gives (whole numbers cost the server less to read and store than
+    // fractions), and t in ms since the first point. null without ink, or when the
     // drawing outgrows the server's limits on count or time (it then goes without strokes).
     strokeData() {
       const strokes = this.strokes;
@@ -64,8 +64,8 @@
         for (const point of kept) {
           // Never backwards, even if a browser's coalesced events disagree by a fraction of a millisecond.
           last = Math.max(last, Math.round(point.t - start));
-          stroke.x.push(tenth(point.x * width));
-          stroke.y.push(tenth(point.y * height));
+          stroke.x.push(Math.round(point.x * width));
+          stroke.y.push(Math.round(point.y * height));
           stroke.t.push(last);
         }
         return stroke;
