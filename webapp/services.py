@@ -78,10 +78,11 @@ def _store_then_commit(row: Drawing, data: bytes, *extra_rows, strokes: bytes | 
         db.session.rollback()
         stored_key = _stored_key(row.id) if isinstance(exc, IntegrityError) else None
         if stored_key != row.object_key:
-            try:
-                store.delete_many(keys)
-            except StorageError:
-                log.error("orphan objects %s left for the reconciler", ", ".join(keys))
+            for key in keys:
+                try:
+                    store.delete(key)
+                except StorageError:
+                    log.error("orphan object %s left for the reconciler", key)
         if stored_key is not None:
             raise DuplicateId() from exc
         log.warning("database write failed: %s", exc)

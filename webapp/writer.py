@@ -77,11 +77,11 @@ def store_predictions(batch: list[AnsweredPrediction]) -> int:
                 db.session.rollback()
                 writer.trip()
                 log.warning("%d answered predictions not stored: %s", len(written), exc)
-                keys = [key for item in written for key, _, _ in item.objects]
-                try:
-                    store.delete_many(keys)
-                except StorageError:
-                    log.error("orphan objects %s left for the reconciler", ", ".join(keys))
+                for key in (key for item in written for key, _, _ in item.objects):
+                    try:
+                        store.delete(key)
+                    except StorageError:
+                        log.error("orphan object %s left for the reconciler", key)
                 return 0
             return len(written)
         finally:
