@@ -7,7 +7,7 @@ PORT ?= 5000
 HOST ?= 127.0.0.1
 export INKLING_INSTANCE_PATH := $(abspath $(INSTANCE))
 
-.PHONY: run setup test install data models bench bench-accuracy bench-writers bench-latency bench-http bench-continual bench-export bench-import bench-load bench-hotswap bench-prune bench-label-sets translations clean
+.PHONY: run setup test install data models bench bench-accuracy bench-writers bench-latency bench-http bench-continual bench-export bench-import bench-load bench-hotswap bench-prune bench-label-sets bench-strokes translations clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -77,6 +77,10 @@ bench-import: install
 # 100,000 expired predictions pruned on PostgreSQL + moto S3 while gunicorn answers (COUNT= for fewer).
 bench-prune: install
 	$(BIN)/python -m bench.prune $(if $(COUNT),--count $(COUNT))
+
+# Server time of a contribution with and without a typical drawing's strokes (10 strokes, 300 points).
+bench-strokes: models
+	$(BIN)/python -m bench.strokes
 
 # Predictions at concurrency 1, 8 and 32 (wrk), contributions on PostgreSQL + moto S3, and a
 # 10-minute soak at half the peak rate; needs wrk (apt-get install wrk) and PostgreSQL.

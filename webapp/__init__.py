@@ -136,7 +136,7 @@ def register_services(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from webapp import access, admin, admin_api, api, my_drawings, openapi, pages
+    from webapp import access, admin, admin_api, api, my_drawings, openapi, pages, strokes
     from webapp.extensions import csrf
 
     app.register_blueprint(pages.bp)
@@ -144,6 +144,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(admin.bp)
     app.register_blueprint(access.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(strokes.bp)
     app.register_blueprint(admin_api.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(api.health)

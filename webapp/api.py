@@ -11,7 +11,7 @@ from sqlalchemy import case, func, select, text
 
 from training.preprocess import preprocess
 from webapp.auth import contribute_limit, predict_limit, sent_by_staff
-from webapp.drawings import column_filters, drawing_json, get_or_404
+from webapp.drawings import column_filters, drawing_json, visible_or_404
 from webapp.errors import ServiceError
 from webapp.extensions import db, limiter
 from webapp.models import Drawing, ModelVersion, Prediction, Rating, iso
@@ -19,7 +19,8 @@ from webapp.parsing import LABEL_MESSAGE, int_arg, json_object, parse_label
 from webapp.registry import ModelsUnavailable, get_registry
 from webapp.services import contributions_of, flag_not_digit, predict_drawing, record_feedback, save_drawing
 from webapp.storage import ObjectNotFound, StorageError, get_store
-from webapp.visibility import may_see, visible_filter
+from webapp.strokes import parse_strokes
+from webapp.visibility import visible_filter
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 health = Blueprint("health", __name__)
@@ -42,13 +43,13 @@ def _client_drawing_id() -> str | None:
 
 
 def _image_and_label(*, want_label: bool):
-    """The uploaded image (JSON ``image`` or multipart file ``image``) and, if wanted, its label."""
+    """The uploaded image (JSON ``image`` or multipart file ``image``), its label if wanted, and its strokes if sent."""
     if request.mimetype == "multipart/form-data":
         upload = request.files.get("image")
         if upload is None:
             raise ServiceError(400, "missing_image", "send the drawing in a file field named 'image'")
         payload = upload.read()
-        label = request.form.get("label")
+        label, strokes = request.form.get("label"), request.form.get("strokes")
         if want_label and label is None:
             raise ServiceError(400, "invalid_label", LABEL_MESSAGE)
     else:
@@ -58,16 +59,17 @@ def _image_and_label(*, want_label: bool):
             raise ServiceError(400, "missing_image", "the body needs an 'image': a data URL or base64 PNG/JPEG/WebP")
         if not isinstance(payload, str):
             raise ServiceError(400, "invalid_image", "'image' must be a string (a data URL or base64)")
-        label = body.get("label")
+        label, strokes = body.get("label"), body.get("strokes")
     drawing = preprocess(payload, max_bytes=current_app.config["MAX_IMAGE_BYTES"])
-    return drawing, (parse_label(label) if want_label else None)
+    strokes = parse_strokes(strokes, width=drawing.upload.width, height=drawing.upload.height)
+    return drawing, (parse_label(label) if want_label else None), strokes
 
 
 @bp.post("/predictions")
 @limiter.limit(predict_limit)
 def create_prediction():
-    drawing, _ = _image_and_label(want_label=False)
-    drawing_id, answers = predict_drawing(drawing=drawing, client_id=g.client_id)
+    drawing, _, strokes = _image_and_label(want_label=False)
+    drawing_id, answers = predict_drawing(drawing=drawing, client_id=g.client_id, strokes=strokes)
     return jsonify({
         # None when the drawing cannot be stored: the answers stand, but cannot be rated.
         "id": drawing_id,
@@ -102,8 +104,9 @@ def _not_digit_flag() -> bool:
 def create_drawing():
     not_digit = _not_digit_flag()
     drawing_id = _client_drawing_id()
-    drawing, label = _image_and_label(want_label=not not_digit)
-    row = save_drawing(drawing=drawing, label=label, client_id=g.client_id, not_digit=not_digit, drawing_id=drawing_id)
+    drawing, label, strokes = _image_and_label(want_label=not not_digit)
+    row = save_drawing(drawing=drawing, label=label, client_id=g.client_id, not_digit=not_digit, drawing_id=drawing_id,
+                       strokes=strokes)
     body = {"id": row.id, "label": row.label, "status": row.status, "not_digit": row.not_digit,
             "client_contributions": contributions_of(g.client_id)}
     response = jsonify(body)
@@ -141,18 +144,9 @@ def list_drawings():
                     "pages": max(1, math.ceil(total / size)), "total": total})
 
 
-def _drawing_or_404(drawing_id: str) -> Drawing:
-    """The drawing, if this request may see it; anyone else's is as good as unknown (a 404, not a
-    403, so that an id cannot be confirmed to exist)."""
-    row = get_or_404(Drawing, drawing_id, "drawing")
-    if not may_see(row):
-        raise ServiceError(404, "not_found", "no drawing with that id")
-    return row
-
-
 @bp.get("/drawings/<drawing_id>")
 def get_drawing(drawing_id: str):
-    return jsonify(drawing_json(_drawing_or_404(drawing_id)))
+    return jsonify(drawing_json(visible_or_404(drawing_id)))
 
 
 @bp.delete("/drawings/<drawing_id>")
@@ -167,7 +161,7 @@ def delete_drawing(drawing_id: str):
 
 @bp.get("/drawings/<drawing_id>/image")
 def drawing_image(drawing_id: str):
-    row = _drawing_or_404(drawing_id)
+    row = visible_or_404(drawing_id)
     try:
         data = get_store().get(row.object_key)
     except ObjectNotFound:

@@ -200,7 +200,7 @@ def export_dataset(fmt: str, out: Path) -> None:
               help="remove only orphans at least this many seconds old (a save writes its object before its row)")
 @click.option("--dry-run", is_flag=True, help="report what would be removed, remove nothing")
 def reconcile(older_than: int, dry_run: bool) -> None:
-    """Remove drawing objects no row points at; report rows whose object is missing (rows are kept)."""
+    """Remove drawing objects (images, strokes) no row points at; report rows whose object is missing (rows are kept)."""
     from webapp.storage import StorageError
 
     store = get_store()
@@ -212,6 +212,7 @@ def reconcile(older_than: int, dry_run: bool) -> None:
     except StorageError as exc:
         raise click.ClickException(f"cannot list the object store: {exc}") from None
     rows = dict(db.session.execute(select(Drawing.object_key, Drawing.id)).all())
+    rows.update(db.session.execute(select(Drawing.strokes_key, Drawing.id).where(Drawing.strokes_key.is_not(None))).all())
     listed = {obj.key for obj in objects}
     orphans = [obj for obj in objects if obj.key not in rows]
     old = [obj for obj in orphans if obj.modified <= cutoff]

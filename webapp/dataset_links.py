@@ -1,7 +1,6 @@
 """Where dataset imports and exports find a label set's classes and a drawing's strokes.
 
-Today there is one label set (``digits``) and no stored strokes; label sets and strokes each
-change only these functions.
+Today there is one label set (``digits``); label sets change only :func:`label_set_classes`.
 """
 
 from __future__ import annotations
@@ -10,6 +9,8 @@ import json
 from dataclasses import dataclass, field
 
 from webapp.errors import ServiceError
+from webapp.storage import get_store
+from webapp.strokes import strokes_key_for
 
 DEFAULT_LABEL_SET = "digits"
 DIGITS = tuple(str(digit) for digit in range(10))
@@ -22,9 +23,11 @@ def label_set_classes(slug: str) -> tuple[str, ...]:
     raise ServiceError(400, "unknown_label_set", f"unknown label set {slug[:64]!r}")
 
 
-def stored_strokes(drawing_id: str) -> list | None:
-    """The strokes stored with drawing ``drawing_id`` (the pad's ``{"x", "y", "t"}`` per stroke), or None."""
-    return None
+def stored_strokes(strokes_key: str | None) -> list | None:
+    """The strokes a drawing row names (the pad's ``{"x", "y", "t"}`` per stroke), or None if it has none."""
+    if strokes_key is None:
+        return None
+    return json.loads(get_store().get(strokes_key))
 
 
 @dataclass(frozen=True)
@@ -36,10 +39,10 @@ class StrokesObject:
     columns: dict = field(default_factory=dict)
 
 
-def strokes_to_keep(drawing_id: str, strokes: list) -> StrokesObject | None:
-    """What to store of an imported drawing's strokes; None while drawing rows cannot point at strokes
-    (an object no row names would outlive its drawing's deletion)."""
-    return None
+def strokes_to_keep(drawing_id: str, strokes: list) -> StrokesObject:
+    """An imported drawing's strokes as stored beside its image, and the row's column naming them."""
+    key = strokes_key_for(f"drawings/{drawing_id[:2]}/{drawing_id}.png")
+    return StrokesObject(key=key, data=strokes_json(strokes), columns={"strokes_key": key})
 
 
 def strokes_json(strokes: list) -> bytes:

@@ -10,6 +10,7 @@ from webapp.errors import ServiceError
 from webapp.extensions import db
 from webapp.models import SOURCES, STATUSES, Drawing, iso
 from webapp.parsing import int_arg
+from webapp.visibility import may_see
 
 
 def drawing_json(row: Drawing) -> dict:
@@ -18,6 +19,7 @@ def drawing_json(row: Drawing) -> dict:
         "created": iso(row.created_at), "content_type": row.content_type, "size_bytes": row.size_bytes,
         "width": row.width, "height": row.height, "sha256": row.sha256,
         "image_url": url_for("api.drawing_image", drawing_id=row.id),
+        "strokes_url": url_for("strokes.drawing_strokes", drawing_id=row.id) if row.strokes_key else None,
         "predictions": {p.model_name: {"label": p.label, "confidence": p.confidence,
                                        "model_version": p.model_version} for p in row.predictions},
     }
@@ -28,6 +30,15 @@ def get_or_404(model, row_id: str, what: str):
     row = db.session.get(model, row_id) if len(row_id) <= 36 else None
     if row is None:
         raise ServiceError(404, "not_found", f"no {what} with that id")
+    return row
+
+
+def visible_or_404(drawing_id: str) -> Drawing:
+    """The drawing, if this request may see it; anyone else's is as good as unknown (a 404, not a
+    403, so that an id cannot be confirmed to exist)."""
+    row = get_or_404(Drawing, drawing_id, "drawing")
+    if not may_see(row):
+        raise ServiceError(404, "not_found", "no drawing with that id")
     return row
 
 

@@ -47,6 +47,9 @@ MESSAGES = {
     "already_rated": _l("This prediction has already been rated."),
     "id_taken": _l("A drawing was already saved under this id."),
     "image_missing": _l("The image of this drawing is missing from storage."),
+    "invalid_strokes": _l("The strokes sent with the drawing are not valid."),
+    "no_strokes": _l("This drawing was sent without its strokes."),
+    "strokes_missing": _l("The strokes of this drawing are missing from storage."),
     "artifact_invalid": _l("This model version's files are damaged, so it cannot be activated."),
     # Accounts and tokens.
     "exists": _l("That name is already taken."),

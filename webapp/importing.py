@@ -198,7 +198,8 @@ class _Batcher:
                        confirmed_at=moment if confirmed else None, first_confirmed_at=moment if confirmed else None,
                        holdout=confirmed and _holdout(counts, label, item.holdout), batched_at=None,
                        status_reason=self.reason[:255], not_digit=False)
-            if item.strokes is not None and (kept := strokes_to_keep(drawing_id, item.strokes)) is not None:
+            if item.strokes is not None:
+                kept = strokes_to_keep(drawing_id, item.strokes)
                 objects.append((kept.key, kept.data, "application/json"))
                 row.update(kept.columns)
             rows.append(row)

@@ -77,6 +77,9 @@ class Drawing(db.Model):
     # Flagged "not a digit" by the person who drew it (or an admin): never trained on, shown
     # to admins in the review queue.
     not_digit: Mapped[bool] = mapped_column(default=False, server_default=text("false"), index=True)
+    # The strokes drawn on the canvas, as JSON next to the image (webapp/strokes.py); None for an
+    # upload or import that came without them.
+    strokes_key: Mapped[str | None] = mapped_column(String(255))
 
     predictions: Mapped[list["Prediction"]] = relationship(back_populates="drawing", cascade="all, delete-orphan",
                                                            order_by="Prediction.model_name")

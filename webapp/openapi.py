@@ -11,6 +11,7 @@ from flask import Blueprint, Flask, current_app, jsonify
 
 from webapp.dataset import FORMATS
 from webapp.models import SOURCES, STATUSES
+from webapp.strokes import MAX_POINTS, MAX_STROKES
 
 PREFIX = "/api/v1"
 bp = Blueprint("openapi", __name__, url_prefix=PREFIX)
@@ -18,6 +19,11 @@ bp = Blueprint("openapi", __name__, url_prefix=PREFIX)
 ERROR = {"$ref": "#/components/schemas/Error"}
 IMAGE = {"type": "string", "description": "a data URL or base64 of a PNG, JPEG or WebP image"}
 LABEL = {"type": "integer", "minimum": 0, "maximum": 9}
+STROKES = {"type": "array", "minItems": 1, "maxItems": MAX_STROKES,
+           "description": f"optional: the strokes as drawn, at most {MAX_POINTS:,} points in all; x and y in "
+                          "pixels of the image, t in ms since the first point, never decreasing",
+           "items": {"type": "object", "required": ["x", "y", "t"], "additionalProperties": False, "properties": {
+               axis: {"type": "array", "minItems": 1, "items": {"type": "number"}} for axis in ("x", "y", "t")}}}
 # Query parameters, by endpoint: the route rules carry only the path's.
 QUERY = {
     "api.list_drawings": [("label", LABEL), ("status", {"type": "string", "enum": list(STATUSES)}),
@@ -26,10 +32,10 @@ QUERY = {
 }
 # JSON bodies, by endpoint.
 BODIES = {
-    "api.create_prediction": {"type": "object", "required": ["image"], "properties": {"image": IMAGE}},
+    "api.create_prediction": {"type": "object", "required": ["image"], "properties": {"image": IMAGE, "strokes": STROKES}},
     "api.create_feedback": {"type": "object", "required": ["label"], "properties": {"label": LABEL}},
     "api.create_drawing": {"type": "object", "required": ["image"], "properties": {
-        "image": IMAGE, "label": LABEL, "not_digit": {"type": "boolean"},
+        "image": IMAGE, "label": LABEL, "not_digit": {"type": "boolean"}, "strokes": STROKES,
         "id": {"type": "string", "format": "uuid", "description": "optional: makes a retried upload idempotent"}}},
     "admin_api.review_drawing": {"type": "object", "required": ["status"], "properties": {
         "status": {"type": "string", "enum": ["confirmed", "rejected"]}, "label": LABEL,

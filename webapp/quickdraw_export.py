@@ -37,12 +37,12 @@ def quickdraw_members(connection: Connection, batches: Callable, *, until) -> It
 
 
 def _lines(connection: Connection, batches: Callable, label: int, word: str, counts: dict) -> Iterator[bytes]:
-    for batch in batches(Drawing.id, Drawing.created_at, where=Drawing.label == label):
+    for batch in batches(Drawing.id, Drawing.created_at, Drawing.strokes_key, where=Drawing.label == label):
         cnn = dict(connection.execute(select(Prediction.drawing_id, Prediction.label).where(
             Prediction.model_name == "cnn", Prediction.drawing_id.in_([row.id for row in batch]))).all())
         lines = []
         for row in batch:
-            strokes = stored_strokes(row.id)
+            strokes = stored_strokes(row.strokes_key)
             if not strokes:
                 counts["without_strokes"] += 1
                 continue

@@ -46,19 +46,19 @@ def expired_condition(cutoff: datetime):
         ~exists().where(Rating.drawing_id == Drawing.id)
 
 
-def _delete_rows(ids: list[str], condition) -> list[str]:
+def _delete_rows(ids: list[str], condition) -> tuple[int, list[str]]:
     """Delete the drawings among ``ids`` that still meet ``condition``, with their readings and rating.
 
     Not committed. The condition is checked again by the DELETE itself, so a prediction rated
-    since it was selected is kept. Returns the object keys of what was deleted.
+    since it was selected is kept. Returns how many were deleted, and their objects' keys (images and strokes).
     """
     deleted = db.session.execute(delete(Drawing).where(Drawing.id.in_(ids), condition)
-                                 .returning(Drawing.id, Drawing.object_key)).all()
+                                 .returning(Drawing.id, Drawing.object_key, Drawing.strokes_key)).all()
     gone = [row.id for row in deleted]
     if gone:  # the foreign keys cascade too; this does not count on a database that ignores them
         db.session.execute(delete(Prediction).where(Prediction.drawing_id.in_(gone)))
         db.session.execute(delete(Rating).where(Rating.drawing_id.in_(gone)))
-    return [row.object_key for row in deleted]
+    return len(gone), [key for row in deleted for key in (row.object_key, row.strokes_key) if key is not None]
 
 
 def _delete_objects(keys: list[str], result: PruneResult) -> bool:
@@ -96,17 +96,17 @@ def prune_expired(*, now: datetime | None = None, retention: timedelta | None = 
         if not ids:
             break
         try:
-            keys = _delete_rows(ids, condition)
-            if keys:
+            count, keys = _delete_rows(ids, condition)
+            if count:
                 record("drawing.delete", actor=RETENTION_ACTOR,
-                       detail={"count": len(keys), "reason": "retention", "before": cutoff.isoformat()})
+                       detail={"count": count, "reason": "retention", "before": cutoff.isoformat()})
             db.session.commit()
         except SQLAlchemyError as exc:
             db.session.rollback()
             result.stopped = f"database: {exc.__class__.__name__}"
             log.error("prune stopped, nothing of this batch deleted: %s", exc)
             break
-        result.rows += len(keys)
+        result.rows += count
         if not _delete_objects(keys, result):
             break
     return result
@@ -122,8 +122,8 @@ def delete_own_drawing(*, drawing_id: str, client_id: str | None) -> None:
         raise ServiceError(404, "not_found", "no drawing of yours with that id")
     # Only the count and when: the log is for accountability, not a copy of what was deleted.
     try:
-        keys = _delete_rows([row.id], Drawing.client_id == client_id)
-        record("drawing.delete", target=row.id, detail={"count": len(keys), "at": utcnow().isoformat()})
+        count, keys = _delete_rows([row.id], Drawing.client_id == client_id)
+        record("drawing.delete", target=row.id, detail={"count": count, "at": utcnow().isoformat()})
         db.session.commit()
     except SQLAlchemyError as exc:
         db.session.rollback()

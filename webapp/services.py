@@ -21,6 +21,8 @@ from webapp.models import Drawing, Prediction, Rating, new_id
 from webapp.registry import ModelsUnavailable, get_registry
 from webapp.runs import maybe_trigger_automatically
 from webapp.storage import StorageError, get_store
+from webapp.store_writes import put_together
+from webapp.strokes import CONTENT_TYPE as STROKES_CONTENT_TYPE, encode_strokes, strokes_key_for
 from webapp.writer import AnsweredPrediction, store_predictions
 
 log = logging.getLogger(__name__)
@@ -30,7 +32,7 @@ EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 
 
 def _drawing_values(*, drawing: Preprocessed, source: str, label: int | None, client_id: str | None,
-                    drawing_id: str | None = None) -> dict:
+                    drawing_id: str | None = None, strokes: bool = False) -> dict:
     """A drawing row's columns, as a dict: the write-behind inserts these without ORM objects."""
     if drawing_id is None:
         # A prediction's id says when it was issued: its rating may arrive before its row (see issued_ids).
@@ -40,10 +42,11 @@ def _drawing_values(*, drawing: Preprocessed, source: str, label: int | None, cl
         # so the request that loses the race never overwrites or deletes the winner's image.
         key = f"{drawing_id}-{secrets.token_hex(4)}"
     upload = drawing.upload
+    object_key = f"drawings/{drawing_id[:2]}/{key}.{EXTENSIONS[upload.mime]}"
     return dict(
-        id=drawing_id, source=source, label=label, status="pending",
-        object_key=f"drawings/{drawing_id[:2]}/{key}.{EXTENSIONS[upload.mime]}",
-        content_type=upload.mime, sha256=sha256_bytes(upload.data), size_bytes=len(upload.data),
+        id=drawing_id, source=source, label=label, status="pending", object_key=object_key,
+        strokes_key=strokes_key_for(object_key) if strokes else None, content_type=upload.mime,
+        sha256=sha256_bytes(upload.data), size_bytes=len(upload.data),
         width=upload.width, height=upload.height, pixels=drawing.pixels.tobytes(), client_id=client_id,
     )
 
@@ -52,15 +55,19 @@ def _new_drawing(**kwargs) -> Drawing:
     return Drawing(**_drawing_values(**kwargs))
 
 
-def _store_then_commit(row: Drawing, data: bytes, *extra_rows) -> None:
-    """Write the object first, then the rows; undo the object if the rows fail.
+def _store_then_commit(row: Drawing, data: bytes, *extra_rows, strokes: bytes | None = None) -> None:
+    """Write the objects first (image and strokes), then the rows; undo the objects if the rows fail.
 
-    So a row never points at a missing image. If the undo fails too, the object is an
-    orphan that `flask storage reconcile` removes (it lists objects with no row).
+    So a row never points at a missing object. If the undo fails too, the objects are
+    orphans that `flask storage reconcile` removes (it lists objects with no row).
     """
     store = get_store()
+    objects = [(row.object_key, data, row.content_type)]
+    if row.strokes_key:
+        objects.append((row.strokes_key, strokes, STROKES_CONTENT_TYPE))
+    keys = [key for key, _, _ in objects]
     try:
-        store.put(row.object_key, data, content_type=row.content_type)
+        put_together(store, objects)
     except StorageError as exc:
         log.warning("object store write failed: %s", exc)
         raise ServiceError(503, "storage_unavailable", "image storage is unavailable; try again shortly") from exc
@@ -72,10 +79,11 @@ def _store_then_commit(row: Drawing, data: bytes, *extra_rows) -> None:
         db.session.rollback()
         stored_key = _stored_key(row.id) if isinstance(exc, IntegrityError) else None
         if stored_key != row.object_key:
-            try:
-                store.delete(row.object_key)
-            except StorageError:
-                log.error("orphan object %s left for the reconciler", row.object_key)
+            for key in keys:
+                try:
+                    store.delete(key)
+                except StorageError:
+                    log.error("orphan object %s left for the reconciler", key)
         if stored_key is not None:
             raise DuplicateId() from exc
         log.warning("database write failed: %s", exc)
@@ -107,14 +115,15 @@ def _policy_confirmation(row: Drawing, cnn) -> str | None:
 
 
 def save_drawing(*, drawing: Preprocessed, label: int | None, client_id: str | None,
-                 not_digit: bool = False, drawing_id: str | None = None) -> Drawing:
-    """Store a labelled contribution, with both models' readings (for review and the policy).
+                 not_digit: bool = False, drawing_id: str | None = None, strokes: list[dict] | None = None) -> Drawing:
+    """Store a labelled contribution, with both models' readings (for review and the policy), and
+    its strokes when it has them (checked by strokes.parse_strokes).
 
     A contribution flagged ``not_digit`` has no label and is never confirmed: admins see it,
     training never does.
     """
     row = _new_drawing(drawing=drawing, source="contribution", label=None if not_digit else label,
-                       client_id=client_id, drawing_id=drawing_id)
+                       client_id=client_id, drawing_id=drawing_id, strokes=strokes is not None)
     row.not_digit = not_digit
     if drawing_id is not None and (stored := _same_drawing_stored(row)) is not None:
         return stored  # sent again: the first save's answer, nothing written twice
@@ -127,7 +136,8 @@ def save_drawing(*, drawing: Preprocessed, label: int | None, client_id: str | N
     if reason:
         confirm(row, reason=reason)
     try:
-        _store_then_commit(row, drawing.upload.data, *rows)
+        _store_then_commit(row, drawing.upload.data, *rows,
+                           strokes=None if strokes is None else encode_strokes(strokes))
     except DuplicateId:
         # The same id arrived twice at once, and the other request committed first.
         stored = _same_drawing_stored(row)
@@ -148,7 +158,8 @@ def _prediction_row(drawing_id: str, name: str, answer) -> Prediction:
     return Prediction(**_prediction_values(drawing_id, name, answer))
 
 
-def predict_drawing(*, drawing: Preprocessed, client_id: str | None) -> tuple[str | None, dict]:
+def predict_drawing(*, drawing: Preprocessed, client_id: str | None,
+                    strokes: list[dict] | None = None) -> tuple[str | None, dict]:
     """Both models' answers for a drawing, and the id under which it is stored for rating.
 
     Answering is what the user waits for, so the drawing is stored after the response
@@ -161,9 +172,11 @@ def predict_drawing(*, drawing: Preprocessed, client_id: str | None) -> tuple[st
     writer = app.extensions["inkling.writer"]
     if not writer.accepting():
         return None, answers
-    values = _drawing_values(drawing=drawing, source="prediction", label=None, client_id=client_id)
+    values = _drawing_values(drawing=drawing, source="prediction", label=None, client_id=client_id,
+                             strokes=strokes is not None)
     pending = AnsweredPrediction(app, values, drawing.upload.data,
-                                 [_prediction_values(values["id"], name, answer) for name, answer in answers.items()])
+                                 [_prediction_values(values["id"], name, answer) for name, answer in answers.items()],
+                                 strokes=None if strokes is None else encode_strokes(strokes))
     if not app.config["PREDICTION_WRITE_BEHIND"]:
         return (pending.id if store_predictions([pending]) else None), answers
     return (pending.id if writer.submit(pending) else None), answers

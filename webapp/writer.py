@@ -14,6 +14,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from webapp.extensions import db
 from webapp.models import Drawing, Prediction
 from webapp.storage import StorageError, get_store
+from webapp.store_writes import put_together
+from webapp.strokes import CONTENT_TYPE as STROKES_CONTENT_TYPE
 
 log = logging.getLogger(__name__)
 
@@ -22,16 +24,25 @@ STORAGE_RETRY_SECONDS = 5.0
 
 @dataclass(frozen=True)
 class AnsweredPrediction:
-    """A prediction already answered, waiting to be stored: its rows' columns and the image."""
+    """A prediction already answered, waiting to be stored: its rows' columns, the image and its strokes."""
 
     app: object
     drawing: dict
     data: bytes
     predictions: list[dict]
+    strokes: bytes | None = None
 
     @property
     def id(self) -> str:
         return self.drawing["id"]
+
+    @property
+    def objects(self) -> list[tuple[str, bytes, str]]:
+        """(key, data, content type) of the image and, if it has them, its strokes."""
+        objects = [(self.drawing["object_key"], self.data, self.drawing["content_type"])]
+        if self.drawing.get("strokes_key"):
+            objects.append((self.drawing["strokes_key"], self.strokes, STROKES_CONTENT_TYPE))
+        return objects
 
 
 
@@ -51,7 +62,7 @@ def store_predictions(batch: list[AnsweredPrediction]) -> int:
         try:
             for item in batch:
                 try:
-                    store.put(item.drawing["object_key"], item.data, content_type=item.drawing["content_type"])
+                    put_together(store, item.objects)
                 except StorageError as exc:
                     writer.trip()
                     log.warning("%d answered predictions not stored: %s", len(batch) - len(written), exc)
@@ -67,11 +78,11 @@ def store_predictions(batch: list[AnsweredPrediction]) -> int:
                 db.session.rollback()
                 writer.trip()
                 log.warning("%d answered predictions not stored: %s", len(written), exc)
-                for item in written:
+                for key in (key for item in written for key, _, _ in item.objects):
                     try:
-                        store.delete(item.drawing["object_key"])
+                        store.delete(key)
                     except StorageError:
-                        log.error("orphan object %s left for the reconciler", item.drawing["object_key"])
+                        log.error("orphan object %s left for the reconciler", key)
                 return 0
             return len(written)
         finally:

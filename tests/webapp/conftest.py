@@ -102,7 +102,7 @@ def reset_database(app, models_root) -> None:
 
 
 def stored_drawing_keys(app) -> tuple[set[str], set[str]]:
-    """(object keys the drawing rows point at, drawing keys in the object store)."""
+    """(object keys the drawing rows point at, images and strokes; drawing keys in the object store)."""
     from sqlalchemy import select
 
     from webapp.extensions import db
@@ -111,6 +111,7 @@ def stored_drawing_keys(app) -> tuple[set[str], set[str]]:
 
     with app.app_context():
         rows = set(db.session.scalars(select(Drawing.object_key)))
+        rows |= set(db.session.scalars(select(Drawing.strokes_key).where(Drawing.strokes_key.is_not(None))))
         return rows, {obj.key for obj in get_store().list("drawings/")}
 
 

@@ -14,6 +14,7 @@ from werkzeug.serving import make_server
 
 from webapp.extensions import db
 from webapp.models import Drawing, Rating
+from webapp.strokes import load_strokes
 
 ROOT = Path(__file__).resolve().parents[2]
 # Debian's package: Playwright's own browser download is not available on every machine that runs this.
@@ -193,6 +194,7 @@ def test_a_mouse_drawing_is_read_by_both_networks_and_rated(app, live_server, de
         assert len(feedback) == 1
         assert feedback[0].label == truth
         assert {p.model_name: p.label for p in feedback[0].predictions} == labels
+        assert len(load_strokes(feedback[0])) == 2  # the prediction's strokes, kept by its rating
         ratings = db.session.scalars(select(Rating)).all()
         assert [(r.drawing_id, r.label) for r in ratings] == [(feedback[0].id, truth)]
     assert not errors, "\n".join(errors)
@@ -270,6 +272,8 @@ def test_a_finger_draws_without_scrolling_the_page_on_a_phone(app, live_server, 
     expect(page.locator("#results")).to_have_attribute("data-state", "done", timeout=WAIT_MS)
     shown_labels(page)
     assert len(prediction_requests) == 1
+    sent = prediction_requests[0].post_data_json["strokes"]  # a finger's strokes go with the image too
+    assert len(sent) == 2 and sent[0]["t"][0] == 0 and len(sent[0]["x"]) > 2
     assert page.evaluate("window.scrollY") == scroll_before
     assert page.evaluate("window.inkTest.scrolls") == 0
     page.screenshot(path=screenshot_dir() / "predict-phone.png", full_page=True, animations="disabled")
@@ -506,4 +510,49 @@ def test_a_visitor_contributes_then_deletes_a_drawing_on_my_drawings(app, live_s
         assert response.status == 404
     finally:
         stranger.close()
+    assert not errors, "\n".join(errors)
+
+
+def test_the_canvas_keeps_its_strokes_through_undo_and_an_admin_replays_them(app, live_server, desktop):
+    page = desktop.new_page()
+    errors = watch_for_errors(page)
+    page.goto(live_server + "/contribute")
+    draw_with_mouse(page, SEVEN)
+    draw_with_mouse(page, [[(0.1, 0.9), (0.9, 0.9)]])  # a slip of the pen, undone
+    page.locator("#pad-undo").click()
+    page.keyboard.press("7")
+    page.locator("#save-button").click()
+    expect(page.locator('#contribute-alerts .alert[data-kind="success"]')).to_contain_text("Saved your 7")
+
+    with app.app_context():
+        row = db.session.scalars(select(Drawing)).one()
+        strokes = load_strokes(row)
+    assert len(strokes) == 2
+    times = [t for stroke in strokes for t in stroke["t"]]
+    assert times[0] == 0 and times == sorted(times) and times[-1] > 0
+    for stroke, drawn in zip(strokes, SEVEN):
+        assert len(stroke["x"]) == len(stroke["y"]) == len(stroke["t"]) >= len(drawn)
+        assert all(0 <= x <= row.width for x in stroke["x"]) and all(0 <= y <= row.height for y in stroke["y"])
+        # In pixels of the stored image: where the mouse went, to within a pixel or two of rounding.
+        for (x, y), index in ((drawn[0], 0), (drawn[-1], -1)):
+            assert abs(stroke["x"][index] - x * row.width) <= 2 and abs(stroke["y"][index] - y * row.height) <= 2
+
+    app.test_cli_runner().invoke(args=["users", "create-admin", "root", "--password", "long enough"])
+    page.goto(f"{live_server}/admin/review")
+    page.fill("#username", "root")
+    page.fill("#password", "long enough")
+    page.click("#login-button")
+    card = page.locator(f'.review-card[data-id="{row.id}"]')
+    card.locator("[data-replay]").click()
+    canvas = card.locator("canvas.review-replay-canvas")
+    expect(canvas).to_have_attribute("data-state", "done")
+    expect(card.locator("img.review-image")).to_be_hidden()
+    # The replay ends with the whole drawing in ink: dark pixels along the 7's bar.
+    dark = canvas.evaluate("""canvas => {
+        const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+        let count = 0;
+        for (let i = 0; i < data.length; i += 4) if (data[i] < 128) count += 1;
+        return count;
+    }""")
+    assert dark > 500
     assert not errors, "\n".join(errors)

@@ -29,7 +29,7 @@ def empty(app) -> None:
             db.session.execute(text(f"DELETE FROM {table}"))
         db.session.commit()
         store = get_store()
-        for prefix in ("drawings/", "strokes/"):
+        for prefix in ("drawings/",):
             for obj in list(store.list(prefix)):
                 store.delete(obj.key)
 
@@ -183,18 +183,9 @@ def test_npz_with_a_label_outside_the_set_stores_nothing(app, tmp_path):
     assert "y[1]: label '12'" in refused(app, path, "npz")
 
 
-def test_ndjson_is_rendered_through_the_one_preprocessing_path(app, tmp_path, monkeypatch):
+def test_ndjson_is_rendered_through_the_one_preprocessing_path(app, tmp_path):
     from training.preprocess import preprocess
-    from webapp import importing
-    from webapp.dataset_links import StrokesObject, strokes_json
 
-    kept = {}
-
-    def keep(drawing_id, strokes):  # as label sets and strokes will: an object the row names
-        kept[drawing_id] = strokes
-        return StrokesObject(f"strokes/{drawing_id}.json", strokes_json(strokes))
-
-    monkeypatch.setattr(importing, "strokes_to_keep", keep)
     lines = ndjson_lines(6)
     path = tmp_path / "mixed.ndjson"
     write_ndjson(path, lines)
@@ -209,9 +200,10 @@ def test_ndjson_is_rendered_through_the_one_preprocessing_path(app, tmp_path, mo
             image = store.get(row.object_key)
             assert (row.width, row.height) == (320, 320) == Image.open(io.BytesIO(image)).size
             assert row.pixels == preprocess(image).pixels.tobytes()
-            assert kept[row.id] == line["drawing"]
-            assert json.loads(store.get(f"strokes/{row.id}.json"))[0]["x"] == line["drawing"][0][0]
-            store.delete(f"strokes/{row.id}.json")
+            # The strokes are kept beside the image, in the pad's shape, and the row names them.
+            assert row.strokes_key == row.object_key.replace(".png", ".strokes.json")
+            kept = json.loads(store.get(row.strokes_key))
+            assert [[stroke["x"], stroke["y"]] for stroke in kept] == line["drawing"]
 
 
 def test_ndjson_with_an_unknown_word_or_bad_strokes_stores_nothing(app, tmp_path):
@@ -401,9 +393,7 @@ def test_rdp_simplification_and_scaling_as_quick_draw_does():
     assert record["timestamp"] == "2026-01-02 03:04:05.000000 UTC" and record["countrycode"] == "ZZ"
 
 
-def test_the_quickdraw_ndjson_export(app, tmp_path, monkeypatch):
-    from webapp import quickdraw_export
-
+def test_the_quickdraw_ndjson_export(app, tmp_path):
     lines = ndjson_lines(6)
     path = tmp_path / "mixed.ndjson"
     write_ndjson(path, lines)
@@ -411,9 +401,6 @@ def test_the_quickdraw_ndjson_export(app, tmp_path, monkeypatch):
     np.save(tmp_path / "3.npy", bitmaps(2))
     import_file(app, tmp_path / "3.npy", "quickdraw-npy")  # no strokes: left out, and counted
     rows = rows_in_order(app)
-    by_id = {row.id: [{"x": s[0], "y": s[1], "t": list(range(len(s[0])))} for s in line["drawing"]]
-             for row, line in zip(rows, lines)}
-    monkeypatch.setattr(quickdraw_export, "stored_strokes", by_id.get)
     with app.app_context():
         db.session.add(Prediction(drawing_id=rows[0].id, model_name="cnn", model_version=1, label=7, confidence=0.9,
                                   probabilities=[0.1] * 10, latency_ms=1.0))

@@ -1,13 +1,16 @@
-// The drawing pad: Pointer Events ink on a white canvas, a stroke history for undo, and the pad's controls.
+// The drawing pad: Pointer Events ink on a white canvas, a stroke history for undo (sent with the image as
+// strokes), and the pad's controls.
 (() => {
   'use strict';
 
   // Black ink on white paper, so an export looks like a scanned page whatever the reader expects.
   const PAPER = '#ffffff';
   const INK = '#000000';
+  // The server's limits on strokes (webapp/strokes.py): a drawing beyond them is thinned or sent without strokes.
+  const STROKE_LIMITS = { points: 4000, strokes: 250, durationMs: 15 * 60 * 1000 };
 
   // Strokes are kept in coordinates relative to the canvas (0..1), so a resize can redraw them
-  // crisply at the new backing-store size.
+  // crisply at the new backing-store size; each point has the time it was drawn (the event's timeStamp).
   class DrawingPad {
     constructor(canvas, { onChange = () => {}, onStrokeStart = () => {}, width = 1 / 14 } = {}) {
       this.canvas = canvas;
@@ -42,6 +45,34 @@
       return this.canvas.toDataURL('image/png');
     }
 
+    // The strokes still on the pad as the server keeps them, in Quick, Draw!'s raw shape: per stroke x and y in
+    // whole pixels of the image toDataURL() gives (whole numbers cost the server less to read and store than
+    // fractions), and t in ms since the first point. null without ink, or when the
+    // drawing outgrows the server's limits on count or time (it then goes without strokes).
+    strokeData() {
+      const strokes = this.strokes;
+      if (strokes.length === 0 || strokes.length > STROKE_LIMITS.strokes) return null;
+      const total = strokes.reduce((sum, stroke) => sum + stroke.points.length, 0);
+      // Past the point limit, every step-th point (and each stroke's last) keeps the shape.
+      const step = Math.max(1, Math.ceil(total / (STROKE_LIMITS.points - 2 * strokes.length)));
+      const { width, height } = this.canvas;
+      const start = strokes[0].points[0].t;
+      let last = 0;
+      const data = strokes.map(({ points }) => {
+        const kept = points.filter((_, i) => i % step === 0 || i === points.length - 1);
+        const stroke = { x: [], y: [], t: [] };
+        for (const point of kept) {
+          // Never backwards, even if a browser's coalesced events disagree by a fraction of a millisecond.
+          last = Math.max(last, Math.round(point.t - start));
+          stroke.x.push(Math.round(point.x * width));
+          stroke.y.push(Math.round(point.y * height));
+          stroke.t.push(last);
+        }
+        return stroke;
+      });
+      return last <= STROKE_LIMITS.durationMs ? data : null;
+    }
+
     clear() {
       const hadInk = !this.isEmpty();
       this.strokes = [];
@@ -73,7 +104,7 @@
       const y = (event.clientY - rect.top) / rect.height;
       // Only a pen reports meaningful pressure; mouse and most fingers report a constant.
       const pressure = event.pointerType === 'pen' && event.pressure > 0 ? event.pressure : 0.5;
-      return { x: Math.min(Math.max(x, 0), 1), y: Math.min(Math.max(y, 0), 1), pressure };
+      return { x: Math.min(Math.max(x, 0), 1), y: Math.min(Math.max(y, 0), 1), pressure, t: event.timeStamp };
     }
 
     #down(event) {

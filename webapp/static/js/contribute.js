@@ -67,6 +67,8 @@
     syncSave();
     try {
       const body = label === 'none' ? { image: pad.toDataURL(), not_digit: true } : { image: pad.toDataURL(), label };
+      const strokes = pad.strokeData();
+      if (strokes) body.strokes = strokes;
       const answer = await api.post('/api/v1/drawings', body);
       showAlert(alerts, 'success', answer.not_digit ? text.saved_not_digit : fill(text.saved, { digit: answer.label ?? label }));
       pad.clear();

@@ -82,7 +82,10 @@
     const mine = ++sequence;
     setBusy(true);
     try {
-      const answer = await api.post('/api/v1/predictions', { image: pad.toDataURL() }, { signal: controller.signal });
+      const body = { image: pad.toDataURL() };
+      const strokes = pad.strokeData();
+      if (strokes) body.strokes = strokes;
+      const answer = await api.post('/api/v1/predictions', body, { signal: controller.signal });
       if (mine !== sequence) return;
       clearAlert(alerts);
       render(answer);
