@@ -15,6 +15,9 @@ SOURCES = ("contribution", "prediction", "feedback")
 STATUSES = ("pending", "confirmed", "rejected")
 VERSION_STATUSES = ("candidate", "active", "retired", "rejected")
 RUN_STATUSES = ("queued", "running", "succeeded", "failed", "rejected")
+# The built-in label set (migration 0008 inserts it with this id): the default everywhere.
+DIGITS = "digits"
+DIGITS_ID = 1
 # "none" is an account with no access (what a non-admin was before roles): it cannot sign in.
 ROLES = ("none", "reviewer", "admin")
 # What each role may do; a token may do what its scopes and its owner's role both allow.
@@ -39,6 +42,40 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+class LabelSet(db.Model):
+    """A drawing task: ordered classes (a drawing's label is an index into them), open or closed.
+
+    ``digits`` (0-9) is built in; others are created by admins and start with no model.
+    """
+
+    __tablename__ = "label_sets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(64))
+    # [{"name": "cat", "names": {"ja": "ねこ", ...}}, ...]: English name, then translations.
+    classes: Mapped[list] = mapped_column(JSON)
+    # "mnist" for digits: MNIST replay, the MNIST check and the reference set apply to it alone.
+    base: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    closed_at: Mapped[datetime | None]
+
+    @property
+    def class_names(self) -> list[str]:
+        return [entry["name"] for entry in self.classes]
+
+    @property
+    def is_digits(self) -> bool:
+        return self.base == "mnist"
+
+
+def label_set_column() -> Mapped[int]:
+    """The label set a row belongs to; rows made before sets existed, and by code that does not
+    say, are digits."""
+    return mapped_column(ForeignKey("label_sets.id"), index=True, default=DIGITS_ID,
+                         server_default=text(str(DIGITS_ID)))
+
+
 class Drawing(db.Model):
     """One uploaded drawing: the original image is in the object store under ``object_key``.
 
@@ -51,6 +88,7 @@ class Drawing(db.Model):
     __table_args__ = (Index("ix_drawings_counts", "source", "status", "label", "not_digit"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    label_set_id: Mapped[int] = label_set_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     source: Mapped[str] = mapped_column(String(16), index=True)
     label: Mapped[int | None] = mapped_column(SmallInteger, index=True)
@@ -94,6 +132,7 @@ class Prediction(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     drawing_id: Mapped[str] = mapped_column(ForeignKey("drawings.id", ondelete="CASCADE"), index=True)
+    label_set_id: Mapped[int] = label_set_column()
     model_name: Mapped[str] = mapped_column(String(16))
     model_version: Mapped[int]
     label: Mapped[int] = mapped_column(SmallInteger)
@@ -124,13 +163,14 @@ class ModelVersion(db.Model):
 
     __tablename__ = "model_versions"
     __table_args__ = (
-        UniqueConstraint("name", "version"),
-        # At most one active version per network, enforced by the database itself.
-        Index("uq_model_versions_one_active", "name", unique=True,
+        UniqueConstraint("label_set_id", "name", "version"),
+        # At most one active version per network and label set, enforced by the database itself.
+        Index("uq_model_versions_one_active", "label_set_id", "name", unique=True,
               sqlite_where=text("status = 'active'"), postgresql_where=text("status = 'active'")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    label_set_id: Mapped[int] = label_set_column()
     name: Mapped[str] = mapped_column(String(16))
     version: Mapped[int]
     status: Mapped[str] = mapped_column(String(16), default="candidate")
@@ -158,6 +198,7 @@ class TrainingRun(db.Model):
     __tablename__ = "training_runs"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    label_set_id: Mapped[int] = label_set_column()
     status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
     trigger: Mapped[str] = mapped_column(String(16), default="admin")
     progress: Mapped[dict] = mapped_column(JSON, default=dict)
@@ -166,8 +207,8 @@ class TrainingRun(db.Model):
     task_id: Mapped[str | None] = mapped_column(String(64))
     # Deliveries of the task: a run that keeps killing its worker must end, not loop.
     attempts: Mapped[int] = mapped_column(default=0, server_default=text("0"))
-    # "training" while queued or running, NULL after: a unique column, so the database itself
-    # allows only one live run per deployment.
+    # "training" (digits) or "training:<set id>" while queued or running, NULL after: a unique
+    # column, so the database itself allows only one live run per label set.
     lock: Mapped[str | None] = mapped_column(String(16), unique=True)
     # Someone asked for a run while this one was live: one more starts when it ends.
     follow_up: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
