@@ -1,7 +1,7 @@
 """The two networks Inkling serves: a fully-connected net (FNN) and a convolutional net (CNN).
 
 Both take a batch of preprocessed drawings, shape (N, 28, 28, 1), float32 in [0, 1], and
-return the ten class probabilities, so that Keras and the exported ONNX graph answer alike.
+return the class probabilities (ten for digits, one per class of a label set), so that Keras and the exported ONNX graph answer alike.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ INPUT_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 1)
 BN_MOMENTUM = 0.9
 
 
-def build_fnn(*, hidden: int = 1000, dropout: float = 0.3) -> keras.Model:
+def build_fnn(*, hidden: int = 1000, dropout: float = 0.3, num_classes: int = NUM_CLASSES) -> keras.Model:
     """The classic 784-1000-1000-10 multilayer perceptron, with batch norm and dropout."""
     inputs = keras.Input(INPUT_SHAPE, name="image")
     x = layers.Flatten()(inputs)
@@ -26,11 +26,12 @@ def build_fnn(*, hidden: int = 1000, dropout: float = 0.3) -> keras.Model:
         x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"bn{index}")(x)
         x = layers.ReLU()(x)
         x = layers.Dropout(dropout)(x)
-    outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="probabilities")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="fnn")
 
 
-def build_cnn(*, filters: tuple[int, int] = (32, 64), dense: int = 256, dropout: float = 0.4) -> keras.Model:
+def build_cnn(*, filters: tuple[int, int] = (32, 64), dense: int = 256, dropout: float = 0.4,
+              num_classes: int = NUM_CLASSES) -> keras.Model:
     """A LeNet-style CNN: two 5x5 conv blocks and a dense layer.
 
     Chosen for its cost on a CPU: about 2 MFLOPs per image, so a base training run fits in
@@ -48,7 +49,7 @@ def build_cnn(*, filters: tuple[int, int] = (32, 64), dense: int = 256, dropout:
     x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="bn_dense")(x)
     x = layers.ReLU()(x)
     x = layers.Dropout(dropout)(x)
-    outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="probabilities")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="cnn")
 
 

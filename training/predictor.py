@@ -37,7 +37,8 @@ class NetworkAnswer:
 class OnnxModel:
     """One exported network: an ONNX Runtime session and the version it came from."""
 
-    def __init__(self, model: bytes | str | Path, *, name: str, version: int, threads: int = 1):
+    def __init__(self, model: bytes | str | Path, *, name: str, version: int, threads: int = 1,
+                 num_classes: int | None = NUM_CLASSES):
         options = ort.SessionOptions()
         # One image per call: threads would cost more in hand-offs than they save, and
         # gunicorn runs several processes side by side anyway.
@@ -51,15 +52,17 @@ class OnnxModel:
         self.name = name
         self.version = version
         outputs = self.session.get_outputs()
-        if outputs[0].shape[-1] not in (NUM_CLASSES, None) or not isinstance(outputs[0].shape[-1], (int, type(None))):
-            raise ValueError(f"{name} v{version}: output shape {outputs[0].shape} is not (N, {NUM_CLASSES})")
+        classes = outputs[0].shape[-1]
+        # num_classes=None takes any number of classes (a label set's own networks).
+        if not isinstance(classes, (int, type(None))) or (num_classes is not None and classes not in (num_classes, None)):
+            raise ValueError(f"{name} v{version}: output shape {outputs[0].shape} is not (N, {num_classes})")
 
     @classmethod
     def from_stored(cls, stored: StoredVersion, **kwargs) -> "OnnxModel":
         return cls(stored.path / ONNX_FILE, name=stored.name, version=stored.version, **kwargs)
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
-        """(N, 28, 28, 1) float32 in [0, 1] -> (N, 10) probabilities."""
+        """(N, 28, 28, 1) float32 in [0, 1] -> (N, classes) probabilities."""
         return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, np.float32)})[0]
 
     def predict(self, pixels: np.ndarray) -> NetworkAnswer:

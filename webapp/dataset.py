@@ -21,7 +21,7 @@ from sqlalchemy import Engine, func, select
 from stream_zip import NO_COMPRESSION_64, ZIP_64, stream_zip
 
 from webapp.extensions import db
-from webapp.models import AuditEvent, Drawing, utcnow
+from webapp.models import DIGITS_ID, AuditEvent, Drawing, utcnow
 
 IMAGE_SIZE = 28
 PIXELS = IMAGE_SIZE * IMAGE_SIZE
@@ -66,10 +66,13 @@ class DatasetExport:
     Iterate it once (a Flask response body, or a file via write_to), then it closes itself.
     """
 
-    def __init__(self, fmt: str, *, engine: Engine | None = None, chunk_rows: int | None = None):
+    def __init__(self, fmt: str, *, engine: Engine | None = None, chunk_rows: int | None = None,
+                 label_set_id: int = DIGITS_ID):
         if fmt not in FORMATS:
             raise ValueError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
         self.format = fmt
+        # One label set's drawings: labels are indices into its classes, so sets never mix.
+        self.label_set_id = label_set_id
         self.opened_at = utcnow()
         self._chunk_rows = chunk_rows or CHUNK_ROWS
         self._connection = _snapshot_connection(engine if engine is not None else db.engine)
@@ -78,7 +81,7 @@ class DatasetExport:
             # keeps later confirmations out even where a snapshot is not honoured.
             self.rows, self.confirmed_until = self._connection.execute(
                 select(func.count(Drawing.confirmed_at), func.max(Drawing.confirmed_at))
-                .where(Drawing.status == "confirmed")).one()
+                .where(Drawing.status == "confirmed", Drawing.label_set_id == label_set_id)).one()
         except BaseException:
             self.close()
             raise
@@ -135,7 +138,8 @@ class DatasetExport:
         if self.rows == 0:
             return
         query = (select(*columns)
-                 .where(Drawing.status == "confirmed", Drawing.confirmed_at <= self.confirmed_until)
+                 .where(Drawing.status == "confirmed", Drawing.confirmed_at <= self.confirmed_until,
+                        Drawing.label_set_id == self.label_set_id)
                  .order_by(Drawing.confirmed_at, Drawing.id)
                  .execution_options(yield_per=self._chunk_rows))
         yield from self._connection.execute(query).partitions()

@@ -10,14 +10,12 @@ from flask_login import UserMixin
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from webapp.extensions import db
+from webapp.label_set_model import DIGITS, DIGITS_ID, LabelSet, label_set_column  # noqa: F401  (rows of sets)
 
 SOURCES = ("contribution", "prediction", "feedback")
 STATUSES = ("pending", "confirmed", "rejected")
 VERSION_STATUSES = ("candidate", "active", "retired", "rejected")
 RUN_STATUSES = ("queued", "running", "succeeded", "failed", "rejected")
-# The built-in label set (migration 0008 inserts it with this id): the default everywhere.
-DIGITS = "digits"
-DIGITS_ID = 1
 # "none" is an account with no access (what a non-admin was before roles): it cannot sign in.
 ROLES = ("none", "reviewer", "admin")
 # What each role may do; a token may do what its scopes and its owner's role both allow.
@@ -40,40 +38,6 @@ def iso(moment: datetime | None) -> str | None:
 
 def new_id() -> str:
     return str(uuid.uuid4())
-
-
-class LabelSet(db.Model):
-    """A drawing task: ordered classes (a drawing's label is an index into them), open or closed.
-
-    ``digits`` (0-9) is built in; others are created by admins and start with no model.
-    """
-
-    __tablename__ = "label_sets"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    slug: Mapped[str] = mapped_column(String(32), unique=True)
-    name: Mapped[str] = mapped_column(String(64))
-    # [{"name": "cat", "names": {"ja": "ねこ", ...}}, ...]: English name, then translations.
-    classes: Mapped[list] = mapped_column(JSON)
-    # "mnist" for digits: MNIST replay, the MNIST check and the reference set apply to it alone.
-    base: Mapped[str | None] = mapped_column(String(16))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    closed_at: Mapped[datetime | None]
-
-    @property
-    def class_names(self) -> list[str]:
-        return [entry["name"] for entry in self.classes]
-
-    @property
-    def is_digits(self) -> bool:
-        return self.base == "mnist"
-
-
-def label_set_column() -> Mapped[int]:
-    """The label set a row belongs to; rows made before sets existed, and by code that does not
-    say, are digits."""
-    return mapped_column(ForeignKey("label_sets.id"), index=True, default=DIGITS_ID,
-                         server_default=text(str(DIGITS_ID)))
 
 
 class Drawing(db.Model):
