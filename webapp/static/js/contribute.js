@@ -16,8 +16,8 @@
   const count = $('contribution-count');
   const radios = [...form.querySelectorAll('input[name="label"]')];
   // A label set other than digits: its class names (by index) and slug; digits show the index itself.
-  const classes = text.classes || null;
-  const labelSet = text.label_set || null;
+  const classes = form.dataset.classes ? JSON.parse(form.dataset.classes) : null;
+  const labelSet = form.dataset.labelSet || null;
   const nameOf = (label) => (classes ? (classes[label] ?? String(label)) : String(label));
   const needsUrl = labelSet ? `/api/v1/dataset/needs?label_set=${encodeURIComponent(labelSet)}` : '/api/v1/dataset/needs';
 

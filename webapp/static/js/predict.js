@@ -12,8 +12,8 @@
   const fill = (template, values) => template.replace(/\{(\w+)\}/g, (_, key) => String(values[key] ?? ''));
   const alerts = $('predict-alerts');
   // A label set other than digits: its class names (by index) and slug; digits show the index itself.
-  const classes = text.classes || null;
-  const labelSet = text.label_set || null;
+  const classes = $('results').dataset.classes ? JSON.parse($('results').dataset.classes) : null;
+  const labelSet = $('results').dataset.labelSet || null;
   const nameOf = (label) => (classes ? (classes[label] ?? String(label)) : String(label));
   const summary = $('prediction-summary');
   const results = $('results');
