@@ -171,6 +171,7 @@ def review():
         chosen.pop("status", None)
     total = db.session.scalar(select(func.count()).select_from(Drawing).where(*filters)) or 0
     page, pages = _page(total, REVIEW_PAGE_SIZE)
+    sets = label_sets.all_sets()
     # What matters most first: drawings a network reads otherwise than labelled, then those the
     # networks are least sure of; arrival order breaks ties.
     disagreement = exists().where(Prediction.drawing_id == Drawing.id, Prediction.label != Drawing.label)
@@ -182,7 +183,7 @@ def review():
                               .limit(REVIEW_PAGE_SIZE).offset((page - 1) * REVIEW_PAGE_SIZE)).all()
     return render_template("admin/review.html", active_nav="review", rows=rows, total=total, page=page,
                            pages=pages, chosen=chosen, statuses=STATUSES, sources=SOURCES,
-                           label_sets=label_sets.all_sets())
+                           label_sets=sets, class_names={row.id: row.class_names for row in sets})
 
 
 @bp.get("/dataset")

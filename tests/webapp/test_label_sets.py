@@ -226,3 +226,42 @@ def test_set_pages(app, client, shapes):
     # The digits pages are unchanged: ten digits, no set.
     digits = client.get("/contribute").text
     assert 'id="label-9" value="9"' in digits and "data-label-set" not in digits
+
+
+def test_admins_create_and_close_sets_from_their_page(app, client, runner, shapes):
+    from tests.webapp.test_roles import PASSWORD, csrf_from, sign_in
+
+    runner.invoke(args=["users", "create-admin", "ada", "--password", PASSWORD])
+    sign_in(client, "ada")
+    page = client.get("/admin/label-sets")
+    assert page.status_code == 200 and 'data-label-set="shapes"' in page.text
+    csrf = csrf_from(page.text)
+    created = client.post("/admin/label-sets", data={"csrf_token": csrf, "slug": "animals", "name": "Animals",
+                                                     "classes": "cat, giraffe,sheep,bat,octopus,camel"})
+    assert created.status_code == 302
+    for data in ({"slug": "Bad Slug", "classes": "a,b"}, {"slug": "one", "classes": "a"},
+                 {"slug": "animals", "classes": "a,b"}):
+        refused = client.post("/admin/label-sets", data={"csrf_token": csrf, **data})
+        assert refused.status_code in (400, 409), data
+    assert client.post("/admin/label-sets", data={"slug": "nocsrf", "classes": "a,b"}).status_code == 400
+    assert client.post("/admin/label-sets/animals/close", data={"csrf_token": csrf}).status_code == 302
+    assert client.post("/admin/label-sets/digits/close", data={"csrf_token": csrf}).status_code == 409
+    assert client.post("/admin/label-sets/nope/close", data={"csrf_token": csrf}).status_code == 404
+    with app.app_context():
+        animals = db.session.scalar(select(LabelSet).where(LabelSet.slug == "animals"))
+        assert animals.class_names == ["cat", "giraffe", "sheep", "bat", "octopus", "camel"] and animals.closed_at
+        events = db.session.execute(select(AuditEvent.action, AuditEvent.actor, AuditEvent.target)
+                                    .where(AuditEvent.target == "animals").order_by(AuditEvent.id)).all()
+        assert [tuple(event) for event in events] == [("label_set.create", "ada", "animals"),
+                                                      ("label_set.close", "ada", "animals")]
+        assert db.session.scalar(select(func.count()).select_from(LabelSet).where(LabelSet.slug == "nocsrf")) == 0
+    # The staff pages take the set: its dashboard, and the review queue and dataset filtered to it.
+    contribute(client, "shapes", 1)
+    dashboard = client.get("/admin/?label_set=shapes")
+    assert dashboard.status_code == 200 and "<th scope=\"row\">triangle</th>" in dashboard.text
+    review = client.get("/admin/review?label_set=shapes")
+    assert review.status_code == 200 and review.text.count('class="review-label-value">') == 3
+    assert client.get("/admin/review?label_set=digits").text.count('class="review-label-value">') == 0
+    assert client.get("/admin/dataset?label_set=nope").status_code == 400
+    export = client.get("/api/v1/dataset/export?format=npz&label_set=shapes", headers={"X-CSRFToken": csrf})
+    assert export.status_code == 200 and export.headers["X-Dataset-Rows"] == "0"  # none confirmed yet

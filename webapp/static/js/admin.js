@@ -54,7 +54,7 @@
           card.dataset.label = row.label ?? '';
           card.classList.add('is-done');
           toggle(card, false);
-          card.querySelector('.review-label-value').textContent = row.label ?? '–';
+          card.querySelector('.review-label-value').textContent = row.class_name ?? row.label ?? '–';
           const badge = card.querySelector('.review-badge');
           badge.textContent = row.status;
           badge.className = `badge review-badge text-bg-${row.status === 'confirmed' ? 'success' : 'danger'}`;
