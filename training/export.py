@@ -40,7 +40,7 @@ def export_onnx(model: keras.Model, path: Path) -> None:
 
 def onnx_max_difference(model: keras.Model, onnx_path: Path, sample: np.ndarray) -> float:
     expected = model.predict(sample, verbose=0, batch_size=len(sample))
-    served = OnnxModel(onnx_path, name=model.name, version=0).probabilities(sample)
+    served = OnnxModel(onnx_path, name=model.name, version=0, num_classes=None).probabilities(sample)
     return float(np.abs(expected - served).max())
 
 

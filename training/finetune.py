@@ -78,15 +78,18 @@ class Samples:
         return len(self.y)
 
 
-def training_mix(*, new: Samples, replay: Samples, mnist: Mnist, config: FineTuneConfig,
+def training_mix(*, new: Samples, replay: Samples, mnist: Mnist | None, config: FineTuneConfig,
                  rng: np.random.Generator) -> Samples:
-    """New drawings (repeated), a slice of older ones, and MNIST: what one run trains on."""
+    """New drawings (repeated), a slice of older ones, and MNIST (digits only; None for another
+    label set): what one run trains on."""
     parts_x = [np.repeat(new.x, config.new_repeats, axis=0)]
     parts_y = [np.repeat(new.y, config.new_repeats)]
     if len(replay):
         take = rng.choice(len(replay), size=min(len(replay), config.replay_limit), replace=False)
         parts_x.append(replay.x[take])
         parts_y.append(replay.y[take])
+    if mnist is None:
+        return Samples(np.concatenate(parts_x), np.concatenate(parts_y).astype(np.uint8))
     users = sum(len(y) for y in parts_y)
     count = min(len(mnist.x_train), max(config.mnist_minimum, int(users * config.mnist_ratio)))
     take = rng.choice(len(mnist.x_train), size=count, replace=False)
@@ -107,7 +110,7 @@ class _ProgressCallback(keras.callbacks.Callback):
                        "loss": float(logs.get("loss", 0.0)), "accuracy": float(logs.get("accuracy", 0.0))})
 
 
-def fine_tune(keras_path: Path, *, name: str, new: Samples, replay: Samples, mnist: Mnist, seed: int = 0,
+def fine_tune(keras_path: Path, *, name: str, new: Samples, replay: Samples, mnist: Mnist | None, seed: int = 0,
               config: FineTuneConfig, progress: Progress | None = None) -> keras.Model:
     """Continue training the network saved at ``keras_path`` on the mix; returns the candidate."""
     if len(new) == 0:
@@ -153,26 +156,28 @@ def predicted(model: keras.Model, x: np.ndarray) -> np.ndarray:
     return np.argmax(model.predict(to_model_input(x), batch_size=1000, verbose=0), axis=1)
 
 
-def judge(parent: keras.Model, candidate: keras.Model, *, mnist: Mnist, holdout: Samples,
-          reference: Samples, mnist_tolerance: float) -> tuple[dict, dict, Decision]:
+def judge(parent: keras.Model, candidate: keras.Model, *, mnist: Mnist | None, holdout: Samples,
+          reference: Samples, mnist_tolerance: float, num_classes: int = 10) -> tuple[dict, dict, Decision]:
     """Both networks answer the same drawings; the paired gate (training.gate) decides.
 
     Returns the parent's and the candidate's metrics (accuracies, set sizes, the candidate's
-    confusion matrix on the holdout) and the decision, whose checks hold the counts.
+    confusion matrix on the holdout) and the decision, whose checks hold the counts. Without
+    ``mnist`` (a label set other than digits) there is no MNIST check.
     """
-    sets = {"mnist": (mnist.x_test, mnist.y_test), "holdout": (holdout.x, holdout.y),
-            "reference": (reference.x, reference.y)}
+    sets = {"holdout": (holdout.x, holdout.y), "reference": (reference.x, reference.y)}
+    if mnist is not None:
+        sets = {"mnist": (mnist.x_test, mnist.y_test), **sets}
     answers = {name: (y, predicted(parent, x), predicted(candidate, x)) for name, (x, y) in sets.items()}
     decision = decide(answers, mnist_tolerance=mnist_tolerance)
 
     def metrics(which: int) -> dict:
-        found = {"mnist_test_accuracy": float(np.mean(answers["mnist"][which] == mnist.y_test))}
+        found = {"mnist_test_accuracy": float(np.mean(answers["mnist"][which] == mnist.y_test))} if mnist else {}
         for name in ("holdout", "reference"):
             labels = answers[name][0]
             found[f"{name}_accuracy"] = float(np.mean(answers[name][which] == labels)) if len(labels) else None
             found[f"{name}_size"] = int(len(labels))
         if len(holdout):
-            found["holdout_confusion"] = confusion(holdout.y, answers["holdout"][which])
+            found["holdout_confusion"] = confusion(holdout.y, answers["holdout"][which], num_classes)
         return found
 
     return metrics(1), metrics(2), decision

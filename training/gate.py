@@ -9,7 +9,7 @@ more out of ``fixed + broken`` is a binomial tail.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from math import comb
+from math import comb, exp, lgamma, log
 
 import numpy as np
 
@@ -104,8 +104,8 @@ def decide(sets: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], *, mnist_
         labels = np.concatenate([sets[r.name][0] for r in evidence])
         parent = np.concatenate([sets[r.name][1] for r in evidence])
         candidate = np.concatenate([sets[r.name][2] for r in evidence])
-        per_class = {digit: paired(f"digit {digit}", labels[labels == digit], parent[labels == digit],
-                                   candidate[labels == digit]) for digit in range(NUM_CLASSES)}
+        per_class = {int(digit): paired(f"digit {digit}", labels[labels == digit], parent[labels == digit],
+                                        candidate[labels == digit]) for digit in np.unique(labels)}
         checks["per_class"] = {str(digit): result.as_dict() for digit, result in per_class.items() if result.size}
         for digit, result in per_class.items():
             if result.size and result.p_worse < significance:
@@ -121,8 +121,37 @@ def decide(sets: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], *, mnist_
                          f"(p = {best.p_better:.3g})")
 
 
-def confusion(labels: np.ndarray, predicted: np.ndarray) -> list[list[int]]:
-    """Rows: the true digit; columns: what was read."""
-    matrix = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
+def chance_tail(successes: int, trials: int, chance: float) -> float:
+    """P(X >= successes) for X ~ Binomial(trials, chance), summed in log space (trials may be thousands)."""
+    if successes <= 0:
+        return 1.0
+    if successes > trials:
+        return 0.0
+    def term(k: int) -> float:
+        return exp(lgamma(trials + 1) - lgamma(k + 1) - lgamma(trials - k + 1)
+                   + k * log(chance) + (trials - k) * log(1 - chance))
+    return min(1.0, sum(term(k) for k in range(successes, trials + 1)))
+
+
+def above_chance(labels: np.ndarray, predicted: np.ndarray, *, num_classes: int,
+                 significance: float = SIGNIFICANCE) -> Decision:
+    """A label set's first network has no parent to beat: promote it only if it reads the set's
+    holdout significantly better than guessing (accuracy 1/num_classes, exact one-sided binomial test)."""
+    size, right = int(len(labels)), int((predicted == labels).sum())
+    chance = 1.0 / num_classes
+    checks = {"holdout": {"size": size, "right": right, "chance": round(chance, 6)}}
+    if size == 0:
+        return Decision(False, "no holdout drawings to judge a first version on", checks)
+    p_value = chance_tail(right, size, chance)
+    checks["holdout"]["p_above_chance"] = round(p_value, 6)
+    summary = f"holdout: {right / size:.2%} of {size} against chance {chance:.2%}, p = {p_value:.3g}"
+    if p_value < significance:
+        return Decision(True, f"better than chance ({summary})", checks)
+    return Decision(False, f"not significantly better than chance ({summary})", checks)
+
+
+def confusion(labels: np.ndarray, predicted: np.ndarray, num_classes: int = NUM_CLASSES) -> list[list[int]]:
+    """Rows: the true class; columns: what was read."""
+    matrix = np.zeros((num_classes, num_classes), np.int64)
     np.add.at(matrix, (labels.astype(np.int64), predicted.astype(np.int64)), 1)
     return matrix.tolist()

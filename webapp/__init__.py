@@ -136,13 +136,14 @@ def register_services(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from webapp import access, admin, admin_api, api, my_drawings, openapi, pages, strokes
+    from webapp import access, admin, admin_api, api, my_drawings, openapi, pages, sets_admin, strokes
     from webapp.extensions import csrf
 
     app.register_blueprint(pages.bp)
     app.register_blueprint(my_drawings.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(access.bp)
+    app.register_blueprint(sets_admin.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(strokes.bp)
     app.register_blueprint(admin_api.bp)
@@ -203,6 +204,7 @@ def register_celery(app: Flask) -> None:
 def register_commands(app: Flask) -> None:
     from webapp.cli import dataset_cli, models_cli, reference_cli, storage_cli, tokens_cli, users_cli
     from webapp.importing_cli import import_command
+    from webapp.label_sets_cli import label_sets_cli
 
     dataset_cli.add_command(import_command)
 
@@ -212,3 +214,4 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(dataset_cli)
     app.cli.add_command(storage_cli)
     app.cli.add_command(reference_cli)
+    app.cli.add_command(label_sets_cli)

@@ -18,7 +18,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
-from webapp import dashboard
+from webapp import dashboard, label_sets
 from webapp.auth import admin_page, review_page
 from webapp.curation import REVIEWABLE
 from webapp.drawings import column_filters
@@ -96,14 +96,18 @@ def logout():
 @bp.get("/", endpoint="dashboard")
 @admin_page
 def dashboard_page():
-    versions = dashboard.versions()
+    """One label set's dashboard (``?label_set=``, digits by default), and the sets to switch between."""
+    label_set = label_sets.from_request(request.args.get("label_set"))
+    set_id, size = label_set.id, len(label_set.classes)
+    versions = dashboard.versions(set_id)
     active = {row.name: row.version for row in versions if row.status == "active"}
-    rated = dashboard.rated_accuracy()
+    rated = dashboard.rated_accuracy(set_id)
     return render_template(
-        "admin/dashboard.html", active_nav="dashboard", counts=dashboard.counts(), versions=versions,
+        "admin/dashboard.html", active_nav="dashboard", counts=dashboard.counts(set_id, size), versions=versions,
         active_versions=active, rated_by_version=dashboard.rated_accuracy_by_version(rated),
         rated_chart=dashboard.rated_chart(rated), holdout_chart=dashboard.holdout_chart(versions),
-        live=live_run(), runs=dashboard.runs(), confusions=dashboard.confusions(active))
+        live=live_run(set_id), runs=dashboard.runs(set_id), confusions=dashboard.confusions(active, set_id, size),
+        label_set=label_set, label_sets=label_sets.all_sets(), class_names=label_set.class_names)
 
 
 def date_filters(column, filters: list, chosen: dict) -> None:
@@ -167,6 +171,7 @@ def review():
         chosen.pop("status", None)
     total = db.session.scalar(select(func.count()).select_from(Drawing).where(*filters)) or 0
     page, pages = _page(total, REVIEW_PAGE_SIZE)
+    sets = label_sets.all_sets()
     # What matters most first: drawings a network reads otherwise than labelled, then those the
     # networks are least sure of; arrival order breaks ties.
     disagreement = exists().where(Prediction.drawing_id == Drawing.id, Prediction.label != Drawing.label)
@@ -177,7 +182,8 @@ def review():
                                         Drawing.created_at, Drawing.id)
                               .limit(REVIEW_PAGE_SIZE).offset((page - 1) * REVIEW_PAGE_SIZE)).all()
     return render_template("admin/review.html", active_nav="review", rows=rows, total=total, page=page,
-                           pages=pages, chosen=chosen, statuses=STATUSES, sources=SOURCES)
+                           pages=pages, chosen=chosen, statuses=STATUSES, sources=SOURCES,
+                           label_sets=sets, class_names={row.id: row.class_names for row in sets})
 
 
 @bp.get("/dataset")
@@ -191,4 +197,5 @@ def dataset():
     confirmed = db.session.scalar(select(func.count()).select_from(Drawing)
                                   .where(Drawing.status == "confirmed", ~Drawing.not_digit)) or 0
     return render_template("admin/dataset.html", active_nav="dataset", rows=rows, total=total, page=page,
-                           pages=pages, chosen=chosen, statuses=STATUSES, sources=SOURCES, confirmed=confirmed)
+                           pages=pages, chosen=chosen, statuses=STATUSES, sources=SOURCES, confirmed=confirmed,
+                           label_sets=label_sets.all_sets())

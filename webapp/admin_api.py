@@ -5,14 +5,14 @@ from __future__ import annotations
 from flask import Blueprint, current_app, g, jsonify, request
 from sqlalchemy import select
 
-from webapp import accounts
+from webapp import accounts, label_sets
 from webapp.audit import record
 from webapp.auth import admin_required, review_required
 from webapp.drawings import drawing_json, get_or_404
 from webapp.extensions import db
 from webapp.curation import confirm, reject
 from webapp.models import ApiToken, Drawing, ModelVersion, TrainingRun
-from webapp.parsing import json_object, parse_label
+from webapp.parsing import json_object
 from webapp.runs import ArtifactInvalid, QueueUnavailable, activate, maybe_trigger_automatically, request_run, run_json
 from webapp.errors import ServiceError
 
@@ -31,7 +31,7 @@ def _review(row: Drawing, item: dict) -> None:
     if not isinstance(not_digit, bool):
         raise ServiceError(400, "invalid_not_digit", "not_digit must be true or false")
     if "label" in item:
-        label = parse_label(item["label"])
+        label = label_sets.parse_set_label(label_sets.by_id(row.label_set_id), item["label"])
         if label != row.label:
             record("drawing.relabel", target=row.id, detail={"from": row.label, "to": label})
             row.label = label
@@ -56,7 +56,7 @@ def review_drawing(drawing_id: str):
     _review(row, body)
     db.session.commit()
     if row.status == "confirmed":
-        maybe_trigger_automatically()
+        maybe_trigger_automatically(row.label_set_id)
     return jsonify(drawing_json(row) | {"holdout": row.holdout})
 
 
@@ -82,8 +82,8 @@ def review_drawings():
         db.session.rollback()
         raise
     db.session.commit()
-    if any(row.status == "confirmed" for row in rows.values()):
-        maybe_trigger_automatically()
+    for label_set_id in sorted({row.label_set_id for row in rows.values() if row.status == "confirmed"}):
+        maybe_trigger_automatically(label_set_id)
     return jsonify({"items": [drawing_json(rows[drawing_id]) | {"holdout": rows[drawing_id].holdout}
                               for drawing_id in ids]})
 
@@ -91,12 +91,15 @@ def review_drawings():
 @bp.post("/training-runs")
 @admin_required
 def create_training_run():
+    """Start a training run for a label set (``label_set`` in the body, digits by default), or
+    return the one running."""
+    label_set = label_sets.from_request(json_object(required=False).get("label_set"))
     try:
-        run, created = request_run(trigger="admin")
+        run, created = request_run(trigger="admin", label_set_id=label_set.id)
     except QueueUnavailable:
         raise ServiceError(503, "queue_unavailable", "the task queue is unavailable; try again shortly") from None
     if created:
-        record("run.start", target=run.id, detail={"trigger": "admin"})
+        record("run.start", target=run.id, detail={"trigger": "admin", "label_set": label_set.slug})
         db.session.commit()
     return jsonify(run_json(run) | {"created": created}), 202
 
@@ -104,7 +107,11 @@ def create_training_run():
 @bp.get("/training-runs")
 @admin_required
 def list_training_runs():
-    runs = db.session.scalars(select(TrainingRun).order_by(TrainingRun.created_at.desc()).limit(100)).all()
+    """Training runs, newest first (``?label_set=`` for one set's)."""
+    query = select(TrainingRun)
+    if slug := request.args.get("label_set"):
+        query = query.where(TrainingRun.label_set_id == label_sets.from_request(slug).id)
+    runs = db.session.scalars(query.order_by(TrainingRun.created_at.desc()).limit(100)).all()
     return jsonify({"items": [run_json(run) for run in runs]})
 
 
@@ -117,11 +124,15 @@ def get_training_run(run_id: str):
 @bp.post("/models/<name>/versions/<int:version>/activate")
 @admin_required
 def activate_version(name: str, version: int):
-    reason = json_object(required=False).get("reason") or "activated by an admin"
+    """Make a model version of a label set (``label_set`` in the body, digits by default) active."""
+    body = json_object(required=False)
+    reason = body.get("reason") or "activated by an admin"
+    label_set = label_sets.from_request(body.get("label_set"))
     previous = db.session.scalar(select(ModelVersion.version).where(ModelVersion.name == name,
+                                                                     ModelVersion.label_set_id == label_set.id,
                                                                      ModelVersion.status == "active"))
     try:
-        row = activate(name, version, reason=str(reason)[:200])
+        row = activate(name, version, reason=str(reason)[:200], label_set_id=label_set.id)
     except LookupError as exc:
         raise ServiceError(404, "not_found", str(exc)) from None
     except ArtifactInvalid as exc:
@@ -129,7 +140,8 @@ def activate_version(name: str, version: int):
     if previous != row.version:
         # Back to an older version is a rollback; the log says which, and from what.
         action = "model.rollback" if previous is not None and row.version < previous else "model.activate"
-        record(action, target=f"{name} v{row.version}", detail={"from": previous, "reason": str(reason)[:200]})
+        target = f"{name} v{row.version}" if label_set.is_digits else f"{label_set.slug} {name} v{row.version}"
+        record(action, target=target, detail={"from": previous, "reason": str(reason)[:200]})
         db.session.commit()
     return jsonify({"name": row.name, "version": row.version, "status": row.status})
 
@@ -137,7 +149,8 @@ def activate_version(name: str, version: int):
 @bp.get("/dataset/export")
 @review_required
 def export_dataset():
-    """The confirmed dataset, streamed: ?format=npz (MNIST-style arrays) or zip (PNGs by label + manifest)."""
+    """One label set's confirmed dataset (?label_set=, digits by default), streamed: ?format=npz
+    (MNIST-style arrays) or zip (PNGs by label + manifest)."""
     from flask import Response, stream_with_context
 
     from webapp.dataset import FORMATS, DatasetExport
@@ -146,7 +159,8 @@ def export_dataset():
     if fmt not in FORMATS:
         raise ServiceError(400, "invalid_format", f"format must be one of: {', '.join(FORMATS)}")
     # Opened here, not in the body, so a database that is down is a 503 rather than a cut stream.
-    export = DatasetExport(fmt)
+    label_set = label_sets.from_request(request.args.get("label_set"))
+    export = DatasetExport(fmt, label_set_id=label_set.id)
     response = Response(stream_with_context(iter(export)), mimetype=export.mimetype)
     # The body may never be iterated (the client hung up first); the snapshot must end anyway.
     response.call_on_close(export.close)

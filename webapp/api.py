@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime, timedelta, timezone
 
 from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
-from sqlalchemy import case, func, select, text
+from sqlalchemy import func, select, text
 
 from training.preprocess import preprocess
 from webapp.auth import contribute_limit, predict_limit, sent_by_staff
@@ -15,7 +14,9 @@ from webapp.drawings import column_filters, drawing_json, visible_or_404
 from webapp.errors import ServiceError
 from webapp.extensions import db, limiter
 from webapp.models import Drawing, ModelVersion, Prediction, Rating, iso
-from webapp.parsing import LABEL_MESSAGE, int_arg, json_object, parse_label
+from webapp import label_sets
+from webapp.label_sets import SetInfo
+from webapp.parsing import LABEL_MESSAGE, int_arg, json_object
 from webapp.registry import ModelsUnavailable, get_registry
 from webapp.services import contributions_of, flag_not_digit, predict_drawing, record_feedback, save_drawing
 from webapp.storage import ObjectNotFound, StorageError, get_store
@@ -42,8 +43,16 @@ def _client_drawing_id() -> str | None:
     return value.lower()
 
 
-def _image_and_label(*, want_label: bool):
-    """The uploaded image (JSON ``image`` or multipart file ``image``), its label if wanted, and its strokes if sent."""
+def _label_set() -> SetInfo:
+    """The request's ``label_set`` (a JSON field or a form field), digits when it names none."""
+    if request.mimetype == "multipart/form-data":
+        return label_sets.from_request(request.form.get("label_set"))
+    return label_sets.from_request(json_object().get("label_set"))
+
+
+def _image_and_label(*, want_label: bool, label_set: SetInfo = label_sets.DIGITS_INFO):
+    """The uploaded image (JSON ``image`` or multipart file ``image``), its label in ``label_set`` if wanted,
+    and its strokes if sent."""
     if request.mimetype == "multipart/form-data":
         upload = request.files.get("image")
         if upload is None:
@@ -51,7 +60,7 @@ def _image_and_label(*, want_label: bool):
         payload = upload.read()
         label, strokes = request.form.get("label"), request.form.get("strokes")
         if want_label and label is None:
-            raise ServiceError(400, "invalid_label", LABEL_MESSAGE)
+            raise ServiceError(400, "invalid_label", label_sets.label_message(label_set))
     else:
         body = json_object()
         payload = body.get("image")
@@ -62,18 +71,23 @@ def _image_and_label(*, want_label: bool):
         label, strokes = body.get("label"), body.get("strokes")
     drawing = preprocess(payload, max_bytes=current_app.config["MAX_IMAGE_BYTES"])
     strokes = parse_strokes(strokes, width=drawing.upload.width, height=drawing.upload.height)
-    return drawing, (parse_label(label) if want_label else None), strokes
+    return drawing, (label_sets.parse_set_label(label_set, label) if want_label else None), strokes
 
 
 @bp.post("/predictions")
 @limiter.limit(predict_limit)
 def create_prediction():
+    label_set = _label_set()
     drawing, _, strokes = _image_and_label(want_label=False)
-    drawing_id, answers = predict_drawing(drawing=drawing, client_id=g.client_id, strokes=strokes)
+    drawing_id, answers = predict_drawing(drawing=drawing, client_id=g.client_id, label_set=label_set,
+                                          strokes=strokes)
+    names = label_set.class_names
     return jsonify({
         # None when the drawing cannot be stored: the answers stand, but cannot be rated.
         "id": drawing_id,
-        "predictions": {name: {key: value for key, value in answer.as_dict().items() if key != "latency_ms"}
+        "label_set": label_set.slug,
+        "predictions": {name: {**{key: value for key, value in answer.as_dict().items() if key != "latency_ms"},
+                               "class_name": names[answer.label] if answer.label < len(names) else None}
                         for name, answer in answers.items()},
         "preview": drawing.preview_data_url,
     })
@@ -82,8 +96,7 @@ def create_prediction():
 @bp.post("/predictions/<drawing_id>/feedback")
 @limiter.limit(lambda: current_app.config["RATE_LIMIT_FEEDBACK"])
 def create_feedback(drawing_id: str):
-    label = parse_label(json_object().get("label"))
-    rating, correct = record_feedback(drawing_id=drawing_id, label=label, client_id=g.client_id,
+    rating, correct = record_feedback(drawing_id=drawing_id, label=json_object().get("label"), client_id=g.client_id,
                                       as_staff=sent_by_staff())
     return jsonify({"id": drawing_id, "label": rating.label, "correct": correct}), 201
 
@@ -102,12 +115,15 @@ def _not_digit_flag() -> bool:
 @bp.post("/drawings")
 @limiter.limit(contribute_limit)
 def create_drawing():
+    label_set = _label_set()
+    label_sets.refuse_if_closed(label_set)
     not_digit = _not_digit_flag()
     drawing_id = _client_drawing_id()
-    drawing, label, strokes = _image_and_label(want_label=not not_digit)
+    drawing, label, strokes = _image_and_label(want_label=not not_digit, label_set=label_set)
     row = save_drawing(drawing=drawing, label=label, client_id=g.client_id, not_digit=not_digit, drawing_id=drawing_id,
-                       strokes=strokes)
+                       label_set=label_set, strokes=strokes)
     body = {"id": row.id, "label": row.label, "status": row.status, "not_digit": row.not_digit,
+            "label_set": label_set.slug, "class_name": label_set.class_name(row.label),
             "client_contributions": contributions_of(g.client_id)}
     response = jsonify(body)
     response.headers["Location"] = url_for("api.get_drawing", drawing_id=row.id)
@@ -174,7 +190,10 @@ def drawing_image(drawing_id: str):
 
 @bp.get("/models")
 def list_models():
-    rows = db.session.scalars(select(ModelVersion).order_by(ModelVersion.name, ModelVersion.version.desc())).all()
+    """Every version of each network of a label set (``?label_set=``, digits by default), its status and metrics."""
+    label_set = label_sets.from_request(request.args.get("label_set"))
+    rows = db.session.scalars(select(ModelVersion).where(ModelVersion.label_set_id == label_set.id)
+                              .order_by(ModelVersion.name, ModelVersion.version.desc())).all()
     models: dict[str, list] = {}
     for row in rows:
         models.setdefault(row.name, []).append({
@@ -182,68 +201,50 @@ def list_models():
             "created": iso(row.created_at), "activated": iso(row.activated_at), "parent": row.parent_version,
             "metrics": row.metrics, "samples": row.samples_used, "reason": row.status_reason,
         })
-    return jsonify({"models": [{"name": name, "versions": versions} for name, versions in models.items()],
-                    "serving": get_registry().status()["loaded"]})
+    return jsonify({"label_set": label_set.slug,
+                    "models": [{"name": name, "versions": versions} for name, versions in models.items()],
+                    "serving": get_registry().status(label_set.id)["loaded"]})
 
 
 @bp.get("/stats")
 def stats():
+    """Counts by label, status and source, and each network's accuracy from ratings, in one label set
+    (``?label_set=``, digits by default)."""
+    label_set = label_sets.from_request(request.args.get("label_set"))
+    in_set = Drawing.label_set_id == label_set.id
+
     def counts(column):
         return {str(key): value for key, value in db.session.execute(
-            select(column, func.count()).select_from(Drawing).group_by(column)).all() if key is not None}
+            select(column, func.count()).select_from(Drawing).where(in_set).group_by(column)).all()
+            if key is not None}
 
     rated = db.session.execute(
         select(Prediction.model_name, func.count(), func.sum((Prediction.label == Rating.label).cast(db.Integer)))
-        .join(Rating, Rating.drawing_id == Prediction.drawing_id).group_by(Prediction.model_name)).all()
+        .join(Rating, Rating.drawing_id == Prediction.drawing_id).where(Prediction.label_set_id == label_set.id)
+        .group_by(Prediction.model_name)).all()
     accuracy = {name: {"rated": 0, "correct": 0, "accuracy": None} for name in ("fnn", "cnn")}
     for name, total, correct in rated:
         accuracy[name] = {"rated": total, "correct": int(correct or 0),
                           "accuracy": (int(correct or 0) / total) if total else None}
-    total = db.session.scalar(select(func.count()).select_from(Drawing)) or 0
-    return jsonify({"drawings": {"total": total, "by_label": counts(Drawing.label),
+    total = db.session.scalar(select(func.count()).select_from(Drawing).where(in_set)) or 0
+    return jsonify({"label_set": label_set.slug, "drawings": {"total": total, "by_label": counts(Drawing.label),
                                  "by_status": counts(Drawing.status), "by_source": counts(Drawing.source)},
                     "accuracy": accuracy})
 
 
 @bp.get("/dataset/needs")
 def dataset_needs():
-    """Which digit the dataset needs most, for the contribute page's "draw a 7" prompt.
+    """Which class of a label set (``?label_set=``, digits by default) the dataset needs most: the
+    contribute page's "draw a 7" prompt (webapp/needs.py)."""
+    from webapp.needs import needs
 
-    Need is (1 + how often users say the networks got that digit wrong) / (usable drawings + 1):
-    the rarest digit comes first, and among similar counts the one the networks miss most.
-    Usable means labelled, not rejected and not flagged, so the prompt moves on as soon as
-    drawings arrive rather than waiting for review.
-    """
-    usable = dict(db.session.execute(
-        select(Drawing.label, func.count()).where(Drawing.label.is_not(None), Drawing.status != "rejected",
-                                                  ~Drawing.not_digit).group_by(Drawing.label)).all())
-    confirmed = dict(db.session.execute(
-        select(Drawing.label, func.count()).where(Drawing.status == "confirmed", ~Drawing.not_digit)
-        .group_by(Drawing.label)).all())
-    missed = {label: (int(total), int(wrong or 0)) for label, total, wrong in db.session.execute(
-        select(Rating.label, func.count(), func.sum(case((Prediction.label != Rating.label, 1), else_=0)))
-        .join(Prediction, Prediction.drawing_id == Rating.drawing_id)
-        .group_by(Rating.label)).all()}
-    digits = []
-    for digit in range(10):
-        total, wrong = missed.get(digit, (0, 0))
-        error_rate = wrong / total if total else 0.0
-        digits.append({"digit": digit, "drawings": int(usable.get(digit, 0)), "confirmed": int(confirmed.get(digit, 0)),
-                       "error_rate": round(error_rate, 4),
-                       "need": (1 + error_rate) / (int(usable.get(digit, 0)) + 1)})
-    best = max(digits, key=lambda entry: (entry["need"], -entry["digit"]))
-    reason = ("fewest drawings so far" if best["error_rate"] == 0 or
-              best["drawings"] == min(entry["drawings"] for entry in digits) else "the networks often misread it")
-    since = datetime.now(timezone.utc) - timedelta(days=14)
-    day = func.date(Drawing.created_at)
-    growth = [{"day": str(when)[:10], "drawings": int(count)} for when, count in db.session.execute(
-        select(day, func.count()).where(Drawing.source == "contribution", Drawing.created_at >= since)
-        .group_by(day).order_by(day)).all()]
-    return jsonify({"digit": best["digit"], "reason": reason,
-                    "total": sum(entry["drawings"] for entry in digits),
-                    "confirmed": sum(entry["confirmed"] for entry in digits),
-                    "digits": [{key: value for key, value in entry.items() if key != "need"} for entry in digits],
-                    "growth": growth})
+    return jsonify(needs(label_sets.from_request(request.args.get("label_set"))))
+
+
+@bp.get("/label-sets")
+def list_label_sets():
+    """Every label set: slug, name, classes, drawing counts, whether each network has a model, closed."""
+    return jsonify({"label_sets": label_sets.listing()})
 
 
 @bp.get("/me")

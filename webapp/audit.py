@@ -12,7 +12,7 @@ from webapp.models import AuditEvent, iso
 # Every action the log knows, in the order the admin page's filter lists them.
 ACTIONS = ("drawing.confirm", "drawing.reject", "drawing.relabel", "drawing.flag", "drawing.delete",
            "dataset.import",
-           "model.activate", "model.rollback", "run.start",
+           "model.activate", "model.rollback", "run.start", "label_set.create", "label_set.close",
            "user.create", "user.disable", "user.enable", "user.reset_password", "user.role",
            "token.create", "token.revoke")
 

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from webapp import accounts
 from webapp.accounts import hash_token  # noqa: F401  (scripts and tests import it from here)
 from webapp.extensions import db
-from webapp.models import TOKEN_SCOPES, ApiToken, Drawing, ModelVersion, User, utcnow
+from webapp.models import DIGITS_ID, TOKEN_SCOPES, ApiToken, Drawing, LabelSet, ModelVersion, User, utcnow
 from webapp.errors import ServiceError
 from webapp.storage import get_store
 
@@ -150,7 +150,8 @@ def import_base(path: Path | None) -> None:
 
     root = path or Path(current_app.config["MODELS_PATH"])
     for name in MODEL_NAMES:
-        existing = db.session.scalar(select(ModelVersion).where(ModelVersion.name == name).limit(1))
+        existing = db.session.scalar(select(ModelVersion).where(ModelVersion.name == name,
+                                                                ModelVersion.label_set_id == DIGITS_ID).limit(1))
         if existing is not None:
             click.echo(f"{name}: the registry already has versions; nothing to import")
             continue
@@ -165,11 +166,14 @@ def import_base(path: Path | None) -> None:
 
 @models_cli.command("list")
 def list_models() -> None:
-    """Every version of every network, with its status."""
-    for row in db.session.scalars(select(ModelVersion).order_by(ModelVersion.name, ModelVersion.version)):
+    """Every version of every network, with its status (other label sets' after their slug)."""
+    slugs = dict(db.session.execute(select(LabelSet.id, LabelSet.slug)).all())
+    for row in db.session.scalars(select(ModelVersion).order_by(ModelVersion.label_set_id, ModelVersion.name,
+                                                                ModelVersion.version)):
         accuracy = row.metrics.get("mnist_test_accuracy")
         shown = f"{accuracy:.2%}" if isinstance(accuracy, (int, float)) else "-"
-        click.echo(f"{row.name} v{row.version}  {row.status:<9}  MNIST {shown}  parent {row.parent_version or '-'}")
+        where = "" if row.label_set_id == DIGITS_ID else f"{slugs.get(row.label_set_id)} "
+        click.echo(f"{where}{row.name} v{row.version}  {row.status:<9}  MNIST {shown}  parent {row.parent_version or '-'}")
 
 
 dataset_cli = AppGroup("dataset", help="The confirmed dataset.")

@@ -213,6 +213,11 @@ def _learning_settings(environ) -> dict:
         # for later runs), so that no one writer steers what the networks learn.
         "CONTRIBUTOR_SHARE": float(environ.get("CONTRIBUTOR_SHARE", 0.25)),
         "RETRAIN_EVERY": int(environ.get("RETRAIN_EVERY", 100)),
+        # A new label set's first run waits until every class has this many confirmed training drawings.
+        "MIN_PER_CLASS": int(environ.get("MIN_PER_CLASS", 30)),
+        # A first run's networks must read the set's holdout better than chance (1/classes) at this
+        # one-sided binomial significance to be activated.
+        "CHANCE_SIGNIFICANCE": float(environ.get("CHANCE_SIGNIFICANCE", 0.01)),
         "MNIST_TOLERANCE": float(environ.get("MNIST_TOLERANCE", 0.002)),
         "FINETUNE_EPOCHS": int(environ.get("FINETUNE_EPOCHS", 4)),
         "FINETUNE_MNIST_MINIMUM": int(environ.get("FINETUNE_MNIST_MINIMUM", 3000)),

@@ -13,7 +13,7 @@ from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import aliased
 
 from webapp.extensions import db
-from webapp.models import Drawing, Prediction, TrainingRun, utcnow
+from webapp.models import DIGITS_ID, Drawing, Prediction, TrainingRun, utcnow
 
 AUTO_CONFIRMED = "auto-confirmed (AUTO_CONFIRM)"
 AGREEMENT_CONFIRMED = "label agrees with the CNN"
@@ -108,13 +108,14 @@ def _holdout_for(drawing: Drawing) -> bool:
     if drawing.client_id:
         contributors = db.session.scalar(
             select(func.count(func.distinct(Drawing.client_id)))
-            .where(Drawing.first_confirmed_at.is_not(None), Drawing.client_id != drawing.client_id)) or 0
+            .where(Drawing.first_confirmed_at.is_not(None), Drawing.client_id != drawing.client_id,
+                   Drawing.label_set_id == drawing.label_set_id)) or 0
         if contributors + 1 >= config["HOLDOUT_MIN_CONTRIBUTORS"]:
             return holdout_contributor(drawing.client_id, fraction=fraction)
     counts = db.session.execute(
         select(func.count(), func.coalesce(func.sum(Drawing.holdout.cast(db.Integer)), 0))
         .where(Drawing.first_confirmed_at.is_not(None), Drawing.label == drawing.label,
-               Drawing.id != drawing.id)).one()
+               Drawing.label_set_id == drawing.label_set_id, Drawing.id != drawing.id)).one()
     decided, held = int(counts[0]), int(counts[1])
     return held < fraction * (decided + 1)
 
@@ -134,13 +135,22 @@ def reject(drawing: Drawing, *, reason: str) -> None:
 
 # ---- a run's batch of new drawings -----------------------------------------------------------
 
-def _waiting():
-    """Confirmed training drawings no run has taken into its batch yet."""
-    return (Drawing.status == "confirmed", ~Drawing.holdout, ~Drawing.not_digit, Drawing.batched_at.is_(None))
+def _waiting(label_set_id: int):
+    """A set's confirmed training drawings no run has taken into its batch yet."""
+    return (Drawing.label_set_id == label_set_id, Drawing.status == "confirmed", ~Drawing.holdout,
+            ~Drawing.not_digit, Drawing.batched_at.is_(None))
 
 
-def waiting_count() -> int:
-    return db.session.scalar(select(func.count()).select_from(Drawing).where(*_waiting())) or 0
+def waiting_count(label_set_id: int = DIGITS_ID) -> int:
+    return db.session.scalar(select(func.count()).select_from(Drawing).where(*_waiting(label_set_id))) or 0
+
+
+def confirmed_training_counts(label_set_id: int) -> dict[int, int]:
+    """Confirmed drawings a run may train on (not holdout), per label, batched or not."""
+    return {int(label): int(count) for label, count in db.session.execute(
+        select(Drawing.label, func.count()).where(Drawing.label_set_id == label_set_id, Drawing.status == "confirmed",
+                                                  ~Drawing.holdout, ~Drawing.not_digit)
+        .group_by(Drawing.label)).all()}
 
 
 def contributor_limit(counts: list[int], *, share: float, minimum: int) -> int:
@@ -157,21 +167,24 @@ def contributor_limit(counts: list[int], *, share: float, minimum: int) -> int:
     return max(best, minimum)
 
 
-def take_batch(*, until: datetime) -> int:
+def take_batch(*, until: datetime, label_set_id: int = DIGITS_ID, capped: bool = True) -> int:
     """Mark the drawings a run starting at ``until`` trains on as new, capped per contributor.
 
     Oldest first within each contributor; what the cap holds back keeps waiting for the next
-    run. Returns how many were taken. The caller commits.
+    run. A label set's first networks are trained from nothing, on everything (``capped=False``):
+    they have no parent for one writer's drawings to pull away from. Returns how many were
+    taken. The caller commits.
     """
     config = current_app.config
-    rows = db.session.execute(select(Drawing.id, Drawing.client_id).where(*_waiting(), Drawing.confirmed_at <= until)
+    rows = db.session.execute(select(Drawing.id, Drawing.client_id).where(*_waiting(label_set_id),
+                                                                          Drawing.confirmed_at <= until)
                               .order_by(Drawing.confirmed_at, Drawing.id)).all()
     by_client: dict[str | None, list[str]] = defaultdict(list)
     for drawing_id, client_id in rows:
         by_client[client_id].append(drawing_id)
     minimum = max(1, math.ceil(config["CONTRIBUTOR_SHARE"] * (config["RETRAIN_EVERY"] or 100)))
     limit = contributor_limit([len(ids) for ids in by_client.values()], share=config["CONTRIBUTOR_SHARE"],
-                              minimum=minimum)
+                              minimum=minimum) if capped else len(rows)
     chosen = [drawing_id for ids in by_client.values() for drawing_id in ids[:limit]]
     for start in range(0, len(chosen), 500):
         db.session.execute(update(Drawing).where(Drawing.id.in_(chosen[start:start + 500])).values(batched_at=until))

@@ -1,4 +1,4 @@
-"""What the admin dashboard shows, each a few GROUP BY queries, and the SVG charts' geometry."""
+"""What the admin dashboard shows for one label set, each a few GROUP BY queries, and the SVG charts' geometry."""
 
 from __future__ import annotations
 
@@ -8,22 +8,22 @@ from datetime import date, datetime, timedelta, timezone
 
 from sqlalchemy import case, func, select
 
-from training import MODEL_NAMES, NUM_CLASSES
+from training import MODEL_NAMES
 from webapp.extensions import db
-from webapp.models import SOURCES, STATUSES, Drawing, ModelVersion, Prediction, Rating, TrainingRun, utcnow
+from webapp.models import DIGITS_ID, SOURCES, STATUSES, Drawing, ModelVersion, Prediction, Rating, TrainingRun, utcnow
 
 RUNS_SHOWN = 20
 
 
-def counts() -> dict:
-    """Drawings by label and status, by source, and flagged; one query."""
+def counts(label_set_id: int = DIGITS_ID, num_classes: int = 10) -> dict:
+    """A set's drawings by label and status, by source, and flagged; one query."""
     by_label_status: dict = defaultdict(lambda: defaultdict(int))
     by_source: dict = defaultdict(int)
     by_status: dict = defaultdict(int)
     not_digit = total = unrated = 0
     rows = db.session.execute(
         select(Drawing.label, Drawing.status, Drawing.source, Drawing.not_digit, func.count())
-        .group_by(Drawing.label, Drawing.status, Drawing.source, Drawing.not_digit)).all()
+        .where(Drawing.label_set_id == label_set_id).group_by(Drawing.label, Drawing.status, Drawing.source, Drawing.not_digit)).all()
     for label, status, source, flagged, count in rows:
         total += count
         if status == "pending" and source == "prediction":
@@ -41,7 +41,7 @@ def counts() -> dict:
             "by_status": {status: by_status.get(status, 0) for status in STATUSES},
             "by_source": {source: by_source.get(source, 0) for source in SOURCES},
             "by_label": [{"label": label, **{status: by_label_status[label].get(status, 0) for status in STATUSES}}
-                         for label in range(NUM_CLASSES)]}
+                         for label in range(num_classes)]}
 
 
 def _day(column):
@@ -53,13 +53,13 @@ def _as_date(value) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
 
 
-def rated_accuracy() -> list[tuple[str, int, date, int, int]]:
-    """Predictions users rated, and how many were right: per network, version and day (one query)."""
+def rated_accuracy(label_set_id: int = DIGITS_ID) -> list[tuple[str, int, date, int, int]]:
+    """A set's predictions users rated, and how many were right: per network, version and day (one query)."""
     day = _day(Rating.created_at)
     rows = db.session.execute(
         select(Prediction.model_name, Prediction.model_version, day, func.count(),
                func.sum(case((Prediction.label == Rating.label, 1), else_=0)))
-        .join(Rating, Rating.drawing_id == Prediction.drawing_id)
+        .join(Rating, Rating.drawing_id == Prediction.drawing_id).where(Prediction.label_set_id == label_set_id)
         .group_by(Prediction.model_name, Prediction.model_version, day)).all()
     return [(name, version, _as_date(when), int(total), int(correct or 0)) for name, version, when, total, correct in rows]
 
@@ -84,40 +84,44 @@ def rated_accuracy_by_version(rated) -> dict[tuple[str, int], tuple[int, int]]:
     return {key: (total, correct) for key, (total, correct) in totals.items()}
 
 
-def versions() -> list[ModelVersion]:
-    return db.session.scalars(select(ModelVersion).order_by(ModelVersion.name, ModelVersion.version.desc())).all()
+def versions(label_set_id: int = DIGITS_ID) -> list[ModelVersion]:
+    return db.session.scalars(select(ModelVersion).where(ModelVersion.label_set_id == label_set_id)
+                              .order_by(ModelVersion.name, ModelVersion.version.desc())).all()
 
 
-def confusions(active: dict[str, int]) -> list[dict]:
-    """Per active version: true digit (a user's or an admin's) against what it answered; one query."""
+def confusions(active: dict[str, int], label_set_id: int = DIGITS_ID, num_classes: int = 10) -> list[dict]:
+    """Per active version of a set: true class (a user's or an admin's) against what it answered; one query."""
     if not active:
         return []
-    matrices = {name: [[0] * NUM_CLASSES for _ in range(NUM_CLASSES)] for name in active}
+    matrices = {name: [[0] * num_classes for _ in range(num_classes)] for name in active}
     for name, version in active.items():
         # One query per network: plain equalities let the planner start from ix_predictions_version.
         rows = db.session.execute(
             select(Drawing.label, Prediction.label, func.count())
             .select_from(Prediction).join(Drawing, Drawing.id == Prediction.drawing_id)
             .where(Prediction.model_name == name, Prediction.model_version == version,
+                   Prediction.label_set_id == label_set_id,
                    Drawing.label.is_not(None), Drawing.status != "rejected", ~Drawing.not_digit,
                    # A contribution's label is only trusted once confirmed; a rating is the user's word.
                    (Drawing.source != "contribution") | (Drawing.status == "confirmed"))
             .group_by(Drawing.label, Prediction.label)).all()
         for actual, predicted, count in rows:
-            matrices[name][actual][predicted] += count
+            if actual < num_classes and predicted < num_classes:
+                matrices[name][actual][predicted] += count
     result = []
     for name in sorted(active, key=lambda key: MODEL_NAMES.index(key) if key in MODEL_NAMES else 99):
         matrix = matrices[name]
         total = sum(map(sum, matrix))
-        right = sum(matrix[i][i] for i in range(NUM_CLASSES))
+        right = sum(matrix[i][i] for i in range(num_classes))
         result.append({"name": name, "version": active[name], "matrix": matrix, "total": total,
                        "accuracy": right / total if total else None,
                        "peak": max(cell for row in matrix for cell in row)})
     return result
 
 
-def runs() -> list[TrainingRun]:
-    return db.session.scalars(select(TrainingRun).order_by(TrainingRun.created_at.desc()).limit(RUNS_SHOWN)).all()
+def runs(label_set_id: int = DIGITS_ID) -> list[TrainingRun]:
+    return db.session.scalars(select(TrainingRun).where(TrainingRun.label_set_id == label_set_id)
+                              .order_by(TrainingRun.created_at.desc()).limit(RUNS_SHOWN)).all()
 
 
 # ---- charts -------------------------------------------------------------------------------

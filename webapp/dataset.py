@@ -21,7 +21,8 @@ from sqlalchemy import Engine, func, select
 from stream_zip import NO_COMPRESSION_64, ZIP_64, stream_zip
 
 from webapp.extensions import db
-from webapp.models import AuditEvent, Drawing, utcnow
+from webapp.label_sets import by_id
+from webapp.models import DIGITS_ID, AuditEvent, Drawing, utcnow
 
 IMAGE_SIZE = 28
 PIXELS = IMAGE_SIZE * IMAGE_SIZE
@@ -68,10 +69,14 @@ class DatasetExport:
     Iterate it once (a Flask response body, or a file via write_to), then it closes itself.
     """
 
-    def __init__(self, fmt: str, *, engine: Engine | None = None, chunk_rows: int | None = None):
+    def __init__(self, fmt: str, *, engine: Engine | None = None, chunk_rows: int | None = None,
+                 label_set_id: int = DIGITS_ID):
         if fmt not in FORMATS:
             raise ValueError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
         self.format = fmt
+        # One label set's drawings: labels are indices into its classes, so sets never mix.
+        self.label_set_id = label_set_id
+        self.label_set = by_id(label_set_id)
         self.opened_at = utcnow()
         self._chunk_rows = chunk_rows or CHUNK_ROWS
         self._connection = _snapshot_connection(engine if engine is not None else db.engine)
@@ -80,7 +85,7 @@ class DatasetExport:
             # keeps later confirmations out even where a snapshot is not honoured.
             self.rows, self.confirmed_until = self._connection.execute(
                 select(func.count(Drawing.confirmed_at), func.max(Drawing.confirmed_at))
-                .where(Drawing.status == "confirmed")).one()
+                .where(Drawing.status == "confirmed", Drawing.label_set_id == label_set_id)).one()
         except BaseException:
             self.close()
             raise
@@ -138,6 +143,7 @@ class DatasetExport:
             return
         query = (select(*columns)
                  .where(Drawing.status == "confirmed", Drawing.confirmed_at <= self.confirmed_until,
+                        Drawing.label_set_id == self.label_set_id,
                         *(() if where is None else (where,)))
                  .order_by(Drawing.confirmed_at, Drawing.id)
                  .execution_options(yield_per=self._chunk_rows))
@@ -179,7 +185,8 @@ class DatasetExport:
     def _quickdraw(self) -> Iterator[bytes]:
         from webapp.quickdraw_export import quickdraw_members
 
-        return zip_archive(quickdraw_members(self._connection, self._batches, until=self.confirmed_until),
+        return zip_archive(quickdraw_members(self._connection, self._batches, until=self.confirmed_until,
+                                                     label_set=self.label_set),
                            modified_at=self.opened_at)
 
     def _image_folder(self) -> Iterator[bytes]:

@@ -1,6 +1,5 @@
 """Where dataset imports and exports find a label set's classes and a drawing's strokes.
 
-Today there is one label set (``digits``); label sets change only :func:`label_set_classes`.
 """
 
 from __future__ import annotations
@@ -9,18 +8,22 @@ import json
 from dataclasses import dataclass, field
 
 from webapp.errors import ServiceError
+from webapp.label_sets import DIGITS_INFO, SetInfo, find, info
+from webapp.models import DIGITS
 from webapp.storage import get_store
 from webapp.strokes import strokes_key_for
 
-DEFAULT_LABEL_SET = "digits"
-DIGITS = tuple(str(digit) for digit in range(10))
+DEFAULT_LABEL_SET = DIGITS
 
 
-def label_set_classes(slug: str) -> tuple[str, ...]:
-    """The ordered class names of label set ``slug`` (a drawing's label is an index into them)."""
-    if slug == DEFAULT_LABEL_SET:
-        return DIGITS
-    raise ServiceError(400, "unknown_label_set", f"unknown label set {slug[:64]!r}")
+def resolve_label_set(slug: str) -> SetInfo:
+    """Label set ``slug`` (a drawing's label is an index into its ``class_names``); 400 if there is none."""
+    if slug == DIGITS:
+        return DIGITS_INFO
+    row = find(slug)
+    if row is None:
+        raise ServiceError(400, "unknown_label_set", f"unknown label set {slug[:64]!r}")
+    return info(row)
 
 
 def stored_strokes(strokes_key: str | None) -> list | None:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from flask import request, url_for
 
+from webapp import label_sets
 from webapp.errors import ServiceError
 from webapp.extensions import db
 from webapp.models import SOURCES, STATUSES, Drawing, iso
@@ -14,8 +15,10 @@ from webapp.visibility import may_see
 
 
 def drawing_json(row: Drawing) -> dict:
+    label_set = label_sets.by_id(row.label_set_id)
     return {
-        "id": row.id, "label": row.label, "status": row.status, "source": row.source, "not_digit": row.not_digit,
+        "id": row.id, "label_set": label_set.slug, "label": row.label, "class_name": label_set.class_name(row.label),
+        "status": row.status, "source": row.source, "not_digit": row.not_digit,
         "created": iso(row.created_at), "content_type": row.content_type, "size_bytes": row.size_bytes,
         "width": row.width, "height": row.height, "sha256": row.sha256,
         "image_url": url_for("api.drawing_image", drawing_id=row.id),
@@ -43,12 +46,19 @@ def visible_or_404(drawing_id: str) -> Drawing:
 
 
 def column_filters(*, label_message: str, one_of: Callable[[str, tuple[str, ...]], str]) -> tuple[list, dict]:
-    """Filters on label, status and source from the query string, and the values chosen.
+    """Filters on label set, label, status and source from the query string, and the values chosen.
 
-    The messages are the caller's: the API answers in English, the staff pages in the reader's language.
+    Without ``label_set`` every set's drawings are found (and a label is a digit's). The messages
+    are the caller's: the API answers in English, the staff pages in the reader's language.
     """
     filters, chosen = [], {}
-    label = int_arg("label", default=None, low=0, high=9, message=label_message)
+    high = 9
+    if slug := request.args.get("label_set", ""):
+        label_set = label_sets.from_request(slug)
+        filters.append(Drawing.label_set_id == label_set.id)
+        chosen["label_set"] = slug
+        high = len(label_set.classes) - 1
+    label = int_arg("label", default=None, low=0, high=high, message=label_message)
     if label is not None:
         filters.append(Drawing.label == label)
         chosen["label"] = str(label)

@@ -51,6 +51,13 @@ MESSAGES = {
     "no_strokes": _l("This drawing was sent without its strokes."),
     "strokes_missing": _l("The strokes of this drawing are missing from storage."),
     "artifact_invalid": _l("This model version's files are damaged, so it cannot be activated."),
+    # Label sets.
+    "invalid_label_set": _l("That label set does not exist."),
+    "label_set_closed": _l("This label set is closed to new drawings."),
+    "no_model": _l("This label set has no trained model yet. Contribute drawings to train one."),
+    "invalid_slug": _l("A label set's short name is 1 to 32 lowercase letters, digits or hyphens."),
+    "invalid_classes": _l("The classes must be 2 to 50 distinct names without commas."),
+    "builtin_label_set": _l("The built-in digits set cannot be closed."),
     # Accounts and tokens.
     "exists": _l("That name is already taken."),
     "invalid_username": _l("A username is 1 to 64 letters, digits or . _ @ -."),

@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from training.preprocess import PreprocessError, preprocess
 from webapp.audit import record
 from webapp.dataset import pixels_png
-from webapp.dataset_links import DEFAULT_LABEL_SET, label_set_classes, strokes_to_keep
+from webapp.dataset_links import DEFAULT_LABEL_SET, resolve_label_set, strokes_to_keep
 from webapp.errors import ServiceError
 from webapp.extensions import db
 from webapp.formats import IMPORT_FORMATS, FormatError, Item, NpyReader, NpzReader, ZipReader
@@ -82,14 +82,15 @@ def import_dataset(*, path: Path, fmt: str, label_set: str = DEFAULT_LABEL_SET, 
         raise ServiceError(400, "invalid_format", f"format must be one of: {', '.join(IMPORT_FORMATS)}")
     if status not in IMPORT_STATUSES:
         raise ServiceError(400, "invalid_status", f"status must be one of: {', '.join(IMPORT_STATUSES)}")
-    classes = label_set_classes(label_set)
+    target = resolve_label_set(label_set)
+    classes = tuple(target.class_names)
     name = (name or Path(path).name)[:120]
     batcher = None
     try:
         reader = open_reader(fmt, Path(path), classes=classes, label=label if label is not None else Path(name).stem,
                              explicit=label is not None)
         result = ImportResult(read=reader.check())
-        batcher = _Batcher(classes=classes, status=status, reason=f"imported from {name}")
+        batcher = _Batcher(classes=classes, label_set_id=target.id, status=status, reason=f"imported from {name}")
         for batch in _chunks(reader, BATCH_ROWS):
             imported, duplicates = batcher.store(batch)
             result.imported += imported
@@ -107,7 +108,7 @@ def import_dataset(*, path: Path, fmt: str, label_set: str = DEFAULT_LABEL_SET, 
         raise ServiceError(400, "invalid_file", _stopped(str(exc), batcher=batcher)) from None
     _record(name, fmt, label_set, status, result)
     if status == "confirmed" and result.imported:
-        maybe_trigger_automatically()  # as a confirmation does: RETRAIN_EVERY new drawings start a run
+        maybe_trigger_automatically(target.id)  # as a confirmation does: RETRAIN_EVERY new drawings start a run
     return result
 
 
@@ -133,6 +134,7 @@ def _chunks(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
 @dataclass
 class _Batcher:
     classes: tuple[str, ...]
+    label_set_id: int
     status: str
     reason: str
     imported: int = 0
@@ -173,7 +175,8 @@ class _Batcher:
                 in_batch.add(digest)
                 candidates.append((item, digest, image))
         stored = set(db.session.scalars(select(Drawing.sha256).where(
-            Drawing.sha256.in_([digest.hex() for _, digest, _ in candidates])))) if candidates else set()
+            Drawing.sha256.in_([digest.hex() for _, digest, _ in candidates]),
+            Drawing.label_set_id == self.label_set_id))) if candidates else set()
         db.session.rollback()  # end the read, so the batch's writes do not wait behind it
         fresh = [candidate for candidate in candidates if candidate[1].hex() not in stored]
         self.seen.update(bytes.fromhex(digest) for digest in stored)
@@ -192,7 +195,8 @@ class _Batcher:
             drawing_id, moment, label = new_id(), start + TICK * index, self.classes.index(item.label)
             key = f"drawings/{drawing_id[:2]}/{drawing_id}.png"
             objects.append((key, image, "image/png"))
-            row = dict(id=drawing_id, created_at=moment, source="import", label=label, status=self.status,
+            row = dict(id=drawing_id, label_set_id=self.label_set_id, created_at=moment, source="import",
+                       label=label, status=self.status,
                        object_key=key, content_type="image/png", sha256=digest.hex(), size_bytes=len(image),
                        width=_png_size(image)[0], height=_png_size(image)[1], pixels=item.pixels, client_id=None,
                        confirmed_at=moment if confirmed else None, first_confirmed_at=moment if confirmed else None,
@@ -211,7 +215,8 @@ class _Batcher:
         counts = {label: [0, 0] for label in range(len(self.classes))}
         for label, decided, held in db.session.execute(
                 select(Drawing.label, func.count(), func.coalesce(func.sum(Drawing.holdout.cast(db.Integer)), 0))
-                .where(Drawing.first_confirmed_at.is_not(None), Drawing.label.is_not(None))
+                .where(Drawing.first_confirmed_at.is_not(None), Drawing.label.is_not(None),
+                       Drawing.label_set_id == self.label_set_id)
                 .group_by(Drawing.label)):
             if label in counts:
                 counts[label] = [int(decided), int(held)]

@@ -10,6 +10,7 @@ from flask_login import UserMixin
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from webapp.extensions import db
+from webapp.label_set_model import DIGITS, DIGITS_ID, LabelSet, label_set_column  # noqa: F401  (rows of sets)
 
 SOURCES = ("contribution", "prediction", "feedback", "import")
 STATUSES = ("pending", "confirmed", "rejected")
@@ -52,6 +53,7 @@ class Drawing(db.Model):
     __table_args__ = (Index("ix_drawings_counts", "source", "status", "label", "not_digit"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    label_set_id: Mapped[int] = label_set_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     source: Mapped[str] = mapped_column(String(16), index=True)
     label: Mapped[int | None] = mapped_column(SmallInteger, index=True)
@@ -98,6 +100,7 @@ class Prediction(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     drawing_id: Mapped[str] = mapped_column(ForeignKey("drawings.id", ondelete="CASCADE"), index=True)
+    label_set_id: Mapped[int] = label_set_column()
     model_name: Mapped[str] = mapped_column(String(16))
     model_version: Mapped[int]
     label: Mapped[int] = mapped_column(SmallInteger)
@@ -128,13 +131,14 @@ class ModelVersion(db.Model):
 
     __tablename__ = "model_versions"
     __table_args__ = (
-        UniqueConstraint("name", "version"),
-        # At most one active version per network, enforced by the database itself.
-        Index("uq_model_versions_one_active", "name", unique=True,
+        UniqueConstraint("label_set_id", "name", "version"),
+        # At most one active version per network and label set, enforced by the database itself.
+        Index("uq_model_versions_one_active", "label_set_id", "name", unique=True,
               sqlite_where=text("status = 'active'"), postgresql_where=text("status = 'active'")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    label_set_id: Mapped[int] = label_set_column()
     name: Mapped[str] = mapped_column(String(16))
     version: Mapped[int]
     status: Mapped[str] = mapped_column(String(16), default="candidate")
@@ -162,6 +166,7 @@ class TrainingRun(db.Model):
     __tablename__ = "training_runs"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    label_set_id: Mapped[int] = label_set_column()
     status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
     trigger: Mapped[str] = mapped_column(String(16), default="admin")
     progress: Mapped[dict] = mapped_column(JSON, default=dict)
@@ -170,8 +175,8 @@ class TrainingRun(db.Model):
     task_id: Mapped[str | None] = mapped_column(String(64))
     # Deliveries of the task: a run that keeps killing its worker must end, not loop.
     attempts: Mapped[int] = mapped_column(default=0, server_default=text("0"))
-    # "training" while queued or running, NULL after: a unique column, so the database itself
-    # allows only one live run per deployment.
+    # "training" (digits) or "training:<set id>" while queued or running, NULL after: a unique
+    # column, so the database itself allows only one live run per label set.
     lock: Mapped[str | None] = mapped_column(String(16), unique=True)
     # Someone asked for a run while this one was live: one more starts when it ends.
     follow_up: Mapped[bool] = mapped_column(default=False, server_default=text("false"))

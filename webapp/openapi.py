@@ -18,7 +18,10 @@ bp = Blueprint("openapi", __name__, url_prefix=PREFIX)
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 IMAGE = {"type": "string", "description": "a data URL or base64 of a PNG, JPEG or WebP image"}
-LABEL = {"type": "integer", "minimum": 0, "maximum": 9}
+LABEL = {"oneOf": [{"type": "integer", "minimum": 0}, {"type": "string"}],
+         "description": "a class of the label set: its index (a digit 0-9 for digits) or its name"}
+LABEL_SET = {"type": "string", "default": "digits",
+             "description": "a label set's slug (GET /api/v1/label-sets lists them); digits when absent"}
 STROKES = {"type": "array", "minItems": 1, "maxItems": MAX_STROKES,
            "description": f"optional: the strokes as drawn, at most {MAX_POINTS:,} points in all; x and y in "
                           "pixels of the image, t in ms since the first point, never decreasing",
@@ -26,20 +29,29 @@ STROKES = {"type": "array", "minItems": 1, "maxItems": MAX_STROKES,
                axis: {"type": "array", "minItems": 1, "items": {"type": "number"}} for axis in ("x", "y", "t")}}}
 # Query parameters, by endpoint: the route rules carry only the path's.
 QUERY = {
-    "api.list_drawings": [("label", LABEL), ("status", {"type": "string", "enum": list(STATUSES)}),
+    "api.list_drawings": [("label_set", LABEL_SET), ("label", {"type": "integer", "minimum": 0}),
+                          ("status", {"type": "string", "enum": list(STATUSES)}),
                           ("source", {"type": "string", "enum": list(SOURCES)}), ("page", {"type": "integer", "minimum": 1})],
-    "admin_api.export_dataset": [("format", {"type": "string", "enum": list(FORMATS)})],
+    "api.list_models": [("label_set", LABEL_SET)],
+    "api.stats": [("label_set", LABEL_SET)],
+    "api.dataset_needs": [("label_set", LABEL_SET)],
+    "admin_api.list_training_runs": [("label_set", LABEL_SET)],
+    "admin_api.export_dataset": [("format", {"type": "string", "enum": list(FORMATS)}), ("label_set", LABEL_SET)],
 }
 # JSON bodies, by endpoint.
 BODIES = {
-    "api.create_prediction": {"type": "object", "required": ["image"], "properties": {"image": IMAGE, "strokes": STROKES}},
+    "api.create_prediction": {"type": "object", "required": ["image"], "properties": {
+        "image": IMAGE, "label_set": LABEL_SET, "strokes": STROKES}},
     "api.create_feedback": {"type": "object", "required": ["label"], "properties": {"label": LABEL}},
     "api.create_drawing": {"type": "object", "required": ["image"], "properties": {
-        "image": IMAGE, "label": LABEL, "not_digit": {"type": "boolean"}, "strokes": STROKES,
+        "image": IMAGE, "label_set": LABEL_SET, "label": LABEL, "not_digit": {"type": "boolean"}, "strokes": STROKES,
         "id": {"type": "string", "format": "uuid", "description": "optional: makes a retried upload idempotent"}}},
     "admin_api.review_drawing": {"type": "object", "required": ["status"], "properties": {
         "status": {"type": "string", "enum": ["confirmed", "rejected"]}, "label": LABEL,
         "not_digit": {"type": "boolean"}}},
+    "admin_api.create_training_run": {"type": "object", "properties": {"label_set": LABEL_SET}},
+    "admin_api.activate_version": {"type": "object", "properties": {
+        "label_set": LABEL_SET, "reason": {"type": "string"}}},
     "admin_api.review_drawings": {"type": "object", "required": ["items"], "properties": {
         "items": {"type": "array", "maxItems": 500, "items": {"type": "object", "required": ["id", "status"]}}}},
     "admin_api.create_token": {"type": "object", "required": ["name", "scopes"], "properties": {
@@ -106,7 +118,8 @@ def operation(endpoint: str, rule, view) -> dict:
     if parameters:
         result["parameters"] = parameters
     if endpoint in BODIES:
-        result["requestBody"] = {"required": True, "content": {"application/json": {"schema": BODIES[endpoint]}}}
+        result["requestBody"] = {"required": "required" in BODIES[endpoint],
+                                 "content": {"application/json": {"schema": BODIES[endpoint]}}}
     if permission := required_permission(view):
         result["security"] = [{"bearer": []}, {"session": []}]
         result["description"] = f"Needs the `{permission}` permission: a token with that scope, or the session " \
@@ -116,7 +129,8 @@ def operation(endpoint: str, rule, view) -> dict:
 
 def build_document(app: Flask) -> dict:
     spec = APISpec(title="Inkling API", version="1", openapi_version="3.0.3", plugins=[FlaskPlugin()],
-                   info={"description": "Handwritten digits, two networks, and the data they learn from. "
+                   info={"description": "Handwritten digits (and admins' other label sets), two networks, "
+                                        "and the data they learn from. "
                                         "Errors are {\"error\": English sentence, \"code\": machine code}."})
     spec.components.schema("Error", {"type": "object", "required": ["error", "code"], "properties": {
         "error": {"type": "string"}, "code": {"type": "string"}}})

@@ -1,6 +1,8 @@
 """The HTML pages: draw & predict, contribute, models, about. They talk to the JSON API."""
 
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from flask_babel import get_locale
+from werkzeug.exceptions import NotFound
 
 from webapp.i18n import LANGUAGE_COOKIE, LANGUAGES
 from webapp.redirects import local_path
@@ -16,6 +18,34 @@ def predict():
 @bp.get("/contribute")
 def contribute():
     return render_template("contribute.html", active="contribute")
+
+
+def _label_set_page(slug: str, template: str, digits_endpoint: str, **context):
+    """A label set's page, with its classes in the reader's language; digits live at their own
+    addresses, and an unknown slug is the readable 404 page."""
+    from webapp import label_sets
+    from webapp.registry import get_registry
+
+    row = label_sets.find(slug)
+    if row is None:
+        raise NotFound()
+    label_set = label_sets.info(row)
+    if label_set.is_digits:
+        return redirect(url_for(digits_endpoint))
+    trained = len(get_registry().active_rows(label_set.id)) == 2
+    return render_template(template, label_set=label_set, trained=trained,
+                           classes=label_set.display_names(str(get_locale() or "en")),
+                           min_per_class=current_app.config["MIN_PER_CLASS"], **context)
+
+
+@bp.get("/sets/<slug>/draw")
+def set_predict(slug: str):
+    return _label_set_page(slug, "predict.html", "pages.predict", active="predict")
+
+
+@bp.get("/sets/<slug>/contribute")
+def set_contribute(slug: str):
+    return _label_set_page(slug, "contribute.html", "pages.contribute", active="contribute")
 
 
 @bp.get("/models")

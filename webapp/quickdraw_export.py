@@ -8,28 +8,30 @@ from collections.abc import Callable, Iterator
 from sqlalchemy import Connection, func, select
 from stream_zip import ZIP_64
 
-from webapp.dataset_links import DEFAULT_LABEL_SET, label_set_classes, stored_strokes
+from webapp.dataset_links import stored_strokes
+from webapp.label_sets import SetInfo
 from webapp.quickdraw import RDP_EPSILON, canvas_strokes, quickdraw_record
 from webapp.models import Drawing, Prediction
 
 MANIFEST = "manifest.json"
 
 
-def quickdraw_members(connection: Connection, batches: Callable, *, until) -> Iterator[tuple]:
+def quickdraw_members(connection: Connection, batches: Callable, *, until, label_set: SetInfo) -> Iterator[tuple]:
     """Zip members: each class's drawings that have strokes, oldest confirmation first, then the manifest.
 
     ``batches(*columns, where=...)`` reads the export's snapshot; drawings without strokes
     (uploads, imports of bitmaps) cannot be written as strokes and are counted instead.
     """
-    classes = label_set_classes(DEFAULT_LABEL_SET)
+    classes = label_set.class_names
     counts = {"drawings": 0, "without_strokes": 0}
     present = connection.execute(
-        select(Drawing.label, func.count()).where(Drawing.status == "confirmed", Drawing.confirmed_at <= until)
+        select(Drawing.label, func.count()).where(Drawing.status == "confirmed", Drawing.confirmed_at <= until,
+                                                  Drawing.label_set_id == label_set.id)
         .group_by(Drawing.label).order_by(Drawing.label)).all() if until is not None else []
     for label, _ in present:
         if label is not None and 0 <= label < len(classes):
             yield f"{classes[label]}.ndjson", ZIP_64, _lines(connection, batches, label, classes[label], counts)
-    manifest = {"format": "quickdraw-ndjson", "label_set": DEFAULT_LABEL_SET, "classes": list(classes),
+    manifest = {"format": "quickdraw-ndjson", "label_set": label_set.slug, "classes": list(classes),
                 "confirmed": sum(count for _, count in present), **counts,
                 "simplification": f"ink fitted into 0..255 keeping its aspect, Ramer-Douglas-Peucker epsilon "
                                   f"{RDP_EPSILON}"}

@@ -15,9 +15,9 @@ from flask import current_app
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from webapp.curation import waiting_count
+from webapp.curation import confirmed_training_counts, waiting_count
 from webapp.extensions import db
-from webapp.models import ModelVersion, TrainingRun, iso, utcnow
+from webapp.models import DIGITS_ID, ModelVersion, TrainingRun, iso, utcnow
 from webapp.storage import StorageError, get_store
 
 log = logging.getLogger(__name__)
@@ -38,41 +38,63 @@ class QueueUnavailable(RuntimeError):
 
 # ---- starting a run ------------------------------------------------------------------------
 
-def maybe_trigger_automatically() -> TrainingRun | None:
-    """Start a run once RETRAIN_EVERY confirmed drawings wait for one.
+def maybe_trigger_automatically(label_set_id: int = DIGITS_ID) -> TrainingRun | None:
+    """Start a run once RETRAIN_EVERY confirmed drawings of the set wait for one (for a set with
+    no model yet: once every class has MIN_PER_CLASS, see first_run_ready).
 
     While a run is live nothing is asked of it: when it ends it starts the next one itself if
     enough drawings wait (see follow_up), so none are left waiting for the next confirmation.
     """
     every = current_app.config["RETRAIN_EVERY"]
-    if every <= 0 or waiting_count() < every or live_run() is not None:
+    if every <= 0 or live_run(label_set_id) is not None or not _enough_waiting(label_set_id, every):
         return None
     try:
-        run, _ = request_run(trigger="auto")
+        run, _ = request_run(trigger="auto", label_set_id=label_set_id)
         return run
     except QueueUnavailable as exc:  # the drawing was saved; the next confirmation retries
         log.warning("automatic retrain not started: %s", exc)
         return None
 
 
+def _enough_waiting(label_set_id: int, every: int) -> bool:
+    if label_set_id != DIGITS_ID and not has_versions(label_set_id):
+        return first_run_ready(label_set_id)
+    return waiting_count(label_set_id) >= every
+
+
+def has_versions(label_set_id: int) -> bool:
+    return db.session.scalar(select(ModelVersion.id).where(ModelVersion.label_set_id == label_set_id).limit(1)) is not None
+
+
+def first_run_ready(label_set_id: int) -> bool:
+    """Whether every class of a new set has MIN_PER_CLASS confirmed training drawings."""
+    from webapp.label_sets import by_id
+
+    counts = confirmed_training_counts(label_set_id)
+    minimum = current_app.config["MIN_PER_CLASS"]
+    return all(counts.get(label, 0) >= minimum for label in range(len(by_id(label_set_id).classes)))
+
+
 def follow_up(run: TrainingRun) -> TrainingRun | None:
     """After ``run`` ended: the next run, if one was asked for while it was live (and there is
     something new to train on) or if RETRAIN_EVERY or more confirmed drawings still wait."""
-    waiting = waiting_count()
+    label_set_id = run.label_set_id
+    waiting = waiting_count(label_set_id)
     every = current_app.config["RETRAIN_EVERY"]
-    if not ((run.follow_up and waiting > 0) or (every > 0 and waiting >= every)):
+    if not ((run.follow_up and waiting > 0) or (every > 0 and _enough_waiting(label_set_id, every))):
         return None
     try:
-        next_run, _ = request_run(trigger="follow-up")
+        next_run, _ = request_run(trigger="follow-up", label_set_id=label_set_id)
         return next_run
     except QueueUnavailable as exc:  # the next confirmation or an admin starts it
         log.warning("follow-up run not started: %s", exc)
         return None
 
 
-def live_run() -> TrainingRun | None:
-    """The queued or running run, if any; one whose worker went silent is failed, not waited on."""
-    run = db.session.scalar(select(TrainingRun).where(TrainingRun.status.in_(LIVE))
+def live_run(label_set_id: int = DIGITS_ID) -> TrainingRun | None:
+    """The set's queued or running run, if any; one whose worker went silent is failed, not waited on."""
+    run = db.session.scalar(select(TrainingRun).where(TrainingRun.status.in_(LIVE),
+                                                      TrainingRun.label_set_id == label_set_id)
                             .order_by(TrainingRun.created_at.desc()).limit(1))
     if run is not None and _is_stale(run):
         finish(run, status="failed", error="the worker stopped reporting progress (killed or lost); "
@@ -88,20 +110,26 @@ def _is_stale(run: TrainingRun) -> bool:
     return (utcnow() - last).total_seconds() > current_app.config["STALE_RUN_SECONDS"]
 
 
-def request_run(*, trigger: str) -> tuple[TrainingRun, bool]:
-    """Queue a run, or return the one already queued or running, marked to have one follow-up
-    (the database's unique lock decides between concurrent requests). Raises QueueUnavailable
-    if the broker is down."""
-    existing = live_run()
+def run_lock(label_set_id: int) -> str:
+    """The value of a live run's unique ``lock``: one live run per label set."""
+    return RUN_LOCK if label_set_id == DIGITS_ID else f"{RUN_LOCK}:{label_set_id}"
+
+
+def request_run(*, trigger: str, label_set_id: int = DIGITS_ID) -> tuple[TrainingRun, bool]:
+    """Queue a run for a label set, or return the one already queued or running, marked to have
+    one follow-up (the database's unique lock decides between concurrent requests). Raises
+    QueueUnavailable if the broker is down."""
+    existing = live_run(label_set_id)
     if existing is not None:
         return _with_follow_up(existing), False
-    run = TrainingRun(status="queued", trigger=trigger, lock=RUN_LOCK, progress={"phase": "queued"})
+    run = TrainingRun(status="queued", trigger=trigger, lock=run_lock(label_set_id), progress={"phase": "queued"},
+                      label_set_id=label_set_id)
     db.session.add(run)
     try:
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
-        existing = live_run()
+        existing = live_run(label_set_id)
         return (_with_follow_up(existing) if existing is not None else None), False
     try:
         result = current_app.extensions["celery"].send_task(FINE_TUNE_TASK, args=[run.id], retry=False)
@@ -131,7 +159,10 @@ def finish(run: TrainingRun, *, status: str, error: str | None = None, result: d
 
 
 def run_json(run: TrainingRun) -> dict:
-    return {"id": run.id, "status": run.status, "trigger": run.trigger, "progress": run.progress or {},
+    from webapp.label_sets import by_id
+
+    return {"id": run.id, "label_set": by_id(run.label_set_id).slug, "status": run.status, "trigger": run.trigger,
+            "progress": run.progress or {},
             "result": run.result or {}, "error": run.error, "created": iso(run.created_at),
             "started": iso(run.started_at), "finished": iso(run.finished_at),
             "follow_up": run.follow_up}
@@ -139,23 +170,26 @@ def run_json(run: TrainingRun) -> dict:
 
 # ---- versions: recording, activation and rollback ------------------------------------------
 
-def next_version(name: str) -> int:
-    return (db.session.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.name == name)) or 0) + 1
+def next_version(name: str, label_set_id: int = DIGITS_ID) -> int:
+    return (db.session.scalar(select(func.max(ModelVersion.version)).where(
+        ModelVersion.name == name, ModelVersion.label_set_id == label_set_id)) or 0) + 1
 
 
-def version_prefix(name: str, version: int, tag: str | None = None) -> str:
-    """Where a version's files go in the store: ``models/<name>/v<N>-<tag>/``.
+def version_prefix(name: str, version: int, tag: str | None = None, label_set: str | None = None) -> str:
+    """Where a version's files go in the store: ``models/<name>/v<N>-<tag>/`` for digits,
+    ``models/sets/<slug>/<name>/v<N>-<tag>/`` for another label set.
 
     The tag (a run id's start, or a fresh one for an import) means that two writers racing
     for one version number can never overwrite files the other's row points at. Rows keep
     the prefix they were stored under, so versions stored under an older layout still load.
     """
-    return f"models/{name}/v{version}-{tag or uuid.uuid4().hex[:8]}/"
+    folder = f"models/{name}" if label_set in (None, "digits") else f"models/sets/{label_set}/{name}"
+    return f"{folder}/v{version}-{tag or uuid.uuid4().hex[:8]}/"
 
 
 def record_version(stored, *, version: int, status: str, reason: str, parent_version: int | None = None,
                    run: TrainingRun | None = None, samples: int = 0,
-                   data_until: datetime | None = None) -> ModelVersion:
+                   data_until: datetime | None = None, label_set_id: int = DIGITS_ID) -> ModelVersion:
     """Upload a published version's files, then its row, in that order, and commit.
 
     ``stored`` is a published ``training.versions`` version; ``version`` is its number in the
@@ -166,17 +200,21 @@ def record_version(stored, *, version: int, status: str, reason: str, parent_ver
     from webapp.registry import upload_version_files
 
     manifest = {**stored.manifest, "version": version}
-    prefix = version_prefix(stored.name, version, run.id[:8] if run is not None else None)
+    from webapp.label_sets import by_id
+
+    prefix = version_prefix(stored.name, version, run.id[:8] if run is not None else None,
+                            label_set=by_id(label_set_id).slug)
     upload_version_files(get_store(), stored, prefix)
     row = ModelVersion(name=stored.name, version=version, status="candidate", parent_version=parent_version,
                        object_prefix=prefix, onnx_sha256=manifest["files"][ONNX_FILE]["sha256"],
                        metrics=manifest.get("metrics", {}), manifest=manifest, samples_used=samples,
                        training_run_id=run.id if run is not None else None, status_reason=reason,
-                       data_until=data_until)
+                       data_until=data_until, label_set_id=label_set_id)
     db.session.add(row)
     db.session.flush()
     if status == "active":
         db.session.execute(update(ModelVersion).where(ModelVersion.name == stored.name,
+                                                      ModelVersion.label_set_id == label_set_id,
                                                       ModelVersion.status == "active",
                                                       ModelVersion.id != row.id).values(status="retired"))
         row.activated_at = utcnow()
@@ -185,9 +223,10 @@ def record_version(stored, *, version: int, status: str, reason: str, parent_ver
     return row
 
 
-def activate(name: str, version: int, *, reason: str) -> ModelVersion:
-    """Make one version the active one, in one transaction (the old one is retired)."""
-    row = db.session.scalar(select(ModelVersion).where(ModelVersion.name == name, ModelVersion.version == version))
+def activate(name: str, version: int, *, reason: str, label_set_id: int = DIGITS_ID) -> ModelVersion:
+    """Make one version the active one of its set, in one transaction (the old one is retired)."""
+    row = db.session.scalar(select(ModelVersion).where(ModelVersion.name == name, ModelVersion.version == version,
+                                                       ModelVersion.label_set_id == label_set_id))
     if row is None:
         raise LookupError(f"{name} v{version} does not exist")
     if row.status == "active":
@@ -202,7 +241,8 @@ def activate(name: str, version: int, *, reason: str) -> ModelVersion:
         raise ArtifactInvalid(f"{name} v{version}: its ONNX file cannot be read ({exc})") from exc
     except ModelsUnavailable:
         raise ArtifactInvalid(f"{name} v{version}: its ONNX file fails its checksum; it stays {row.status}") from None
-    db.session.execute(update(ModelVersion).where(ModelVersion.name == name, ModelVersion.status == "active")
+    db.session.execute(update(ModelVersion).where(ModelVersion.name == name, ModelVersion.status == "active",
+                                                  ModelVersion.label_set_id == label_set_id)
                        .values(status="retired"))
     row.status, row.activated_at, row.status_reason = "active", utcnow(), reason
     db.session.commit()

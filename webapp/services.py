@@ -17,8 +17,9 @@ from webapp import issued_ids
 from webapp.curation import confirm, confirmation_for, reject
 from webapp.errors import DuplicateId, ServiceError
 from webapp.extensions import db
-from webapp.models import Drawing, Prediction, Rating, new_id
-from webapp.registry import ModelsUnavailable, get_registry
+from webapp.label_sets import DIGITS_INFO, SetInfo, by_id, parse_set_label, refuse_if_closed
+from webapp.models import DIGITS_ID, Drawing, Prediction, Rating, new_id
+from webapp.registry import ModelsUnavailable, NoModel, get_registry
 from webapp.runs import maybe_trigger_automatically
 from webapp.storage import StorageError, get_store
 from webapp.store_writes import put_together
@@ -32,7 +33,7 @@ EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 
 
 def _drawing_values(*, drawing: Preprocessed, source: str, label: int | None, client_id: str | None,
-                    drawing_id: str | None = None, strokes: bool = False) -> dict:
+                    drawing_id: str | None = None, strokes: bool = False, label_set_id: int = DIGITS_ID) -> dict:
     """A drawing row's columns, as a dict: the write-behind inserts these without ORM objects."""
     if drawing_id is None:
         # A prediction's id says when it was issued: its rating may arrive before its row (see issued_ids).
@@ -44,9 +45,9 @@ def _drawing_values(*, drawing: Preprocessed, source: str, label: int | None, cl
     upload = drawing.upload
     object_key = f"drawings/{drawing_id[:2]}/{key}.{EXTENSIONS[upload.mime]}"
     return dict(
-        id=drawing_id, source=source, label=label, status="pending", object_key=object_key,
-        strokes_key=strokes_key_for(object_key) if strokes else None, content_type=upload.mime,
-        sha256=sha256_bytes(upload.data), size_bytes=len(upload.data),
+        id=drawing_id, label_set_id=label_set_id, source=source, label=label, status="pending",
+        object_key=object_key, strokes_key=strokes_key_for(object_key) if strokes else None,
+        content_type=upload.mime, sha256=sha256_bytes(upload.data), size_bytes=len(upload.data),
         width=upload.width, height=upload.height, pixels=drawing.pixels.tobytes(), client_id=client_id,
     )
 
@@ -103,7 +104,8 @@ def _same_drawing_stored(row: Drawing) -> Drawing | None:
     stored = db.session.get(Drawing, row.id)
     if stored is None:
         return None
-    if (stored.source, stored.sha256, stored.label) != (row.source, row.sha256, row.label):
+    if (stored.source, stored.sha256, stored.label, stored.label_set_id) != (row.source, row.sha256, row.label,
+                                                                              row.label_set_id):
         raise ServiceError(409, "id_taken", "a different drawing was already saved under this id")
     return stored
 
@@ -115,23 +117,26 @@ def _policy_confirmation(row: Drawing, cnn) -> str | None:
 
 
 def save_drawing(*, drawing: Preprocessed, label: int | None, client_id: str | None,
-                 not_digit: bool = False, drawing_id: str | None = None, strokes: list[dict] | None = None) -> Drawing:
-    """Store a labelled contribution, with both models' readings (for review and the policy), and
-    its strokes when it has them (checked by strokes.parse_strokes).
+                 not_digit: bool = False, drawing_id: str | None = None, label_set: SetInfo = DIGITS_INFO,
+                 strokes: list[dict] | None = None) -> Drawing:
+    """Store a labelled contribution to ``label_set``, with both models' readings (for review and the
+    policy), and its strokes when it has them (checked by strokes.parse_strokes).
 
     A contribution flagged ``not_digit`` has no label and is never confirmed: admins see it,
-    training never does.
+    training never does. A closed set takes none (409).
     """
+    refuse_if_closed(label_set)
     row = _new_drawing(drawing=drawing, source="contribution", label=None if not_digit else label,
-                       client_id=client_id, drawing_id=drawing_id, strokes=strokes is not None)
+                       client_id=client_id, drawing_id=drawing_id, strokes=strokes is not None,
+                       label_set_id=label_set.id)
     row.not_digit = not_digit
     if drawing_id is not None and (stored := _same_drawing_stored(row)) is not None:
         return stored  # sent again: the first save's answer, nothing written twice
     try:
-        answers = get_registry().snapshot().predictor.predict(drawing.pixels)
+        answers = get_registry().snapshot(label_set.id).predictor.predict(drawing.pixels)
     except ModelsUnavailable:  # a contribution does not need the models
         answers = {}
-    rows = [_prediction_row(row.id, name, answer) for name, answer in answers.items()]
+    rows = [_prediction_row(row.id, name, answer, label_set.id) for name, answer in answers.items()]
     reason = None if not_digit else _policy_confirmation(row, answers.get("cnn"))
     if reason:
         confirm(row, reason=reason)
@@ -145,20 +150,30 @@ def save_drawing(*, drawing: Preprocessed, label: int | None, client_id: str | N
             raise
         return stored
     if reason:
-        maybe_trigger_automatically()
+        maybe_trigger_automatically(label_set.id)
     return row
 
 
-def _prediction_values(drawing_id: str, name: str, answer) -> dict:
-    return dict(drawing_id=drawing_id, model_name=name, model_version=answer.model_version, label=answer.label,
-                confidence=answer.confidence, probabilities=answer.probabilities, latency_ms=answer.latency_ms)
+def _prediction_values(drawing_id: str, name: str, answer, label_set_id: int = DIGITS_ID) -> dict:
+    return dict(drawing_id=drawing_id, label_set_id=label_set_id, model_name=name,
+                model_version=answer.model_version, label=answer.label, confidence=answer.confidence,
+                probabilities=answer.probabilities, latency_ms=answer.latency_ms)
 
 
-def _prediction_row(drawing_id: str, name: str, answer) -> Prediction:
-    return Prediction(**_prediction_values(drawing_id, name, answer))
+def _prediction_row(drawing_id: str, name: str, answer, label_set_id: int = DIGITS_ID) -> Prediction:
+    return Prediction(**_prediction_values(drawing_id, name, answer, label_set_id))
 
 
-def predict_drawing(*, drawing: Preprocessed, client_id: str | None,
+def _answers(pixels, label_set: SetInfo) -> dict:
+    """Both networks' answers in ``label_set``; 409 for a set still collecting its first drawings."""
+    try:
+        return get_registry().snapshot(label_set.id).predictor.predict(pixels)
+    except NoModel:
+        raise ServiceError(409, "no_model", f"the label set {label_set.slug} has no trained model yet: "
+                                            "contribute drawings, and its first training run makes one") from None
+
+
+def predict_drawing(*, drawing: Preprocessed, client_id: str | None, label_set: SetInfo = DIGITS_INFO,
                     strokes: list[dict] | None = None) -> tuple[str | None, dict]:
     """Both models' answers for a drawing, and the id under which it is stored for rating.
 
@@ -167,15 +182,16 @@ def predict_drawing(*, drawing: Preprocessed, client_id: str | None,
     storage or the database is down, answers still go out but without an id, and storage
     is not retried for a few seconds so that every prediction does not wait on a timeout.
     """
-    answers = get_registry().snapshot().predictor.predict(drawing.pixels)
+    answers = _answers(drawing.pixels, label_set)
     app = current_app._get_current_object()
     writer = app.extensions["inkling.writer"]
     if not writer.accepting():
         return None, answers
     values = _drawing_values(drawing=drawing, source="prediction", label=None, client_id=client_id,
-                             strokes=strokes is not None)
+                             strokes=strokes is not None, label_set_id=label_set.id)
     pending = AnsweredPrediction(app, values, drawing.upload.data,
-                                 [_prediction_values(values["id"], name, answer) for name, answer in answers.items()],
+                                 [_prediction_values(values["id"], name, answer, label_set.id)
+                                  for name, answer in answers.items()],
                                  strokes=None if strokes is None else encode_strokes(strokes))
     if not app.config["PREDICTION_WRITE_BEHIND"]:
         return (pending.id if store_predictions([pending]) else None), answers
@@ -204,9 +220,10 @@ def _answered_prediction(drawing_id: str) -> Drawing | None:
     return row
 
 
-def record_feedback(*, drawing_id: str, label: int, client_id: str | None,
+def record_feedback(*, drawing_id: str, label, client_id: str | None,
                     as_staff: bool = False) -> tuple[Rating, dict[str, bool]]:
-    """The user's true digit for a prediction; the drawing becomes a labelled feedback sample.
+    """The user's true class for a prediction (a name or an index in the drawing's label set);
+    the drawing becomes a labelled feedback sample.
 
     Only the visitor who asked for the prediction (or an admin) may rate it: ids are listed
     publicly, and a stranger's rating would label someone else's drawing and skew the
@@ -215,6 +232,7 @@ def record_feedback(*, drawing_id: str, label: int, client_id: str | None,
     row = _answered_prediction(drawing_id)
     if row is None or row.source == "contribution" or not (as_staff or _is_own(row, client_id)):
         raise ServiceError(404, "not_found", "no prediction with that id")
+    label = parse_set_label(by_id(row.label_set_id), label)
     if row.rating is not None:
         raise ServiceError(409, "already_rated", "this prediction has already been rated")
     rating = Rating(drawing_id=row.id, label=label, client_id=client_id)
@@ -233,7 +251,7 @@ def record_feedback(*, drawing_id: str, label: int, client_id: str | None,
         raise ServiceError(503, "database_unavailable", "the database is unavailable; try again shortly") from exc
     correct = {p.model_name: p.label == label for p in row.predictions}
     if reason:
-        maybe_trigger_automatically()
+        maybe_trigger_automatically(row.label_set_id)
     return rating, correct
 
 

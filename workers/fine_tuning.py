@@ -19,7 +19,7 @@ from sqlalchemy.exc import OperationalError
 
 from training import MODEL_NAMES
 from webapp.extensions import db
-from webapp.models import Drawing, ModelVersion, TrainingRun, utcnow
+from webapp.models import DIGITS_ID, Drawing, ModelVersion, TrainingRun, utcnow
 from webapp.curation import take_batch
 from webapp.runs import LIVE, finish, follow_up, next_version, record_version
 from webapp.storage import StorageError, get_store
@@ -84,7 +84,8 @@ def _begin_attempt(run: TrainingRun) -> bool:
         # The batch is chosen once, with the start, in one commit: a redelivered run trains
         # on the same drawings and is judged on the same holdout.
         run.started_at = utcnow()
-        take_batch(until=run.started_at)
+        first = run.label_set_id != DIGITS_ID and not _has_active(run.label_set_id)
+        take_batch(until=run.started_at, label_set_id=run.label_set_id, capped=not first)
     run.status, run.heartbeat_at = "running", utcnow()
     published = db.session.scalar(select(func.count()).select_from(ModelVersion)
                                   .where(ModelVersion.training_run_id == run.id)) or 0
@@ -104,10 +105,13 @@ def _progress(run: TrainingRun, update_: dict, *, index: int) -> None:
 
 
 def _train_all(run: TrainingRun) -> dict:
+    from training.finetune import Samples
     from training.mnist import load_mnist
 
-    mnist = load_mnist()
-    reference = load_reference()
+    # MNIST replay, the MNIST check and the reference set are digits' alone.
+    digits = run.label_set_id == DIGITS_ID
+    mnist = load_mnist() if digits else None
+    reference = load_reference() if digits else Samples.empty()
     result = dict(run.result or {})
     for index, name in enumerate(MODEL_NAMES):
         result[name] = _run_network(run, name, index=index, mnist=mnist, reference=reference,
@@ -125,7 +129,15 @@ def _run_network(run: TrainingRun, name: str, *, index: int, mnist, reference, e
         return earlier or {"decision": "promoted" if done.status == "active" else "rejected",
                            "version": done.version, "reason": done.status_reason}
     parent = db.session.scalar(select(ModelVersion).where(ModelVersion.name == name,
+                                                          ModelVersion.label_set_id == run.label_set_id,
                                                           ModelVersion.status == "active"))
+    if parent is None and run.label_set_id != DIGITS_ID:
+        # A set with no active version (none yet, or its first ones were not better than chance)
+        # starts again from nothing.
+        from workers.first_run import train_first_version
+
+        return train_first_version(run, name, data=_first_run_data(run), publish=_publish,
+                                   progress=lambda update_: _progress(run, update_, index=index))
     if parent is None:
         return {"decision": "skipped", "reason": f"no active {name} version to start from"}
     data = _training_data(run, parent, reference=reference)
@@ -168,7 +180,8 @@ def _training_data(run: TrainingRun, parent: ModelVersion, *, reference) -> Trai
     from training.finetune import Samples
 
     # Status alone would do (flagged drawings are never confirmed); the flag is belt and braces.
-    confirmed = select(Drawing).where(Drawing.status == "confirmed", ~Drawing.not_digit)
+    confirmed = select(Drawing).where(Drawing.status == "confirmed", ~Drawing.not_digit,
+                                      Drawing.label_set_id == run.label_set_id)
     training = confirmed.where(~Drawing.holdout, Drawing.batched_at <= run.started_at)
     new_query = training.where(Drawing.batched_at > parent.data_until) if parent.data_until else training
     new = _samples(new_query)
@@ -178,6 +191,24 @@ def _training_data(run: TrainingRun, parent: ModelVersion, *, reference) -> Trai
               else Samples.empty())
     holdout = _samples(confirmed.where(Drawing.holdout, Drawing.first_confirmed_at <= run.started_at))
     return TrainingData(new=new, replay=replay, holdout=holdout, reference=reference, data_until=run.started_at)
+
+
+def _has_active(label_set_id: int) -> bool:
+    return db.session.scalar(select(ModelVersion.id).where(ModelVersion.label_set_id == label_set_id,
+                                                           ModelVersion.status == "active").limit(1)) is not None
+
+
+def _first_run_data(run: TrainingRun) -> TrainingData:
+    """A set's first run trains on every confirmed training drawing up to its start, and is judged
+    on the holdout as it stood then."""
+    from training.finetune import Samples
+
+    confirmed = select(Drawing).where(Drawing.status == "confirmed", ~Drawing.not_digit,
+                                      Drawing.label_set_id == run.label_set_id)
+    new = _samples(confirmed.where(~Drawing.holdout, Drawing.batched_at <= run.started_at))
+    holdout = _samples(confirmed.where(Drawing.holdout, Drawing.first_confirmed_at <= run.started_at))
+    return TrainingData(new=new, replay=Samples.empty(), holdout=holdout, reference=Samples.empty(),
+                        data_until=run.started_at)
 
 
 def _fine_tune_and_publish(run: TrainingRun, name: str, *, parent: ModelVersion, data: TrainingData, mnist,
@@ -200,7 +231,8 @@ def _fine_tune_and_publish(run: TrainingRun, name: str, *, parent: ModelVersion,
         _progress(run, {"phase": "evaluating candidate", "model": name, "percent": 100.0}, index=index)
         before, after, decision = judge(keras.models.load_model(parent_keras), candidate, mnist=mnist,
                                         holdout=data.holdout, reference=data.reference,
-                                        mnist_tolerance=config["MNIST_TOLERANCE"])
+                                        mnist_tolerance=config["MNIST_TOLERANCE"],
+                                        num_classes=int(candidate.output_shape[-1]))
         promote, reason = decision.promote, decision.reason[:2000]
         row = _publish(candidate, run=run, name=name, parent=parent, data=data,
                        metrics=after | {"gate": decision.checks}, promote=promote, reason=reason, mnist=mnist,
@@ -212,19 +244,21 @@ def _fine_tune_and_publish(run: TrainingRun, name: str, *, parent: ModelVersion,
             "new_samples": len(data.new)}
 
 
-def _publish(candidate, *, run: TrainingRun, name: str, parent: ModelVersion, data: TrainingData, metrics: dict,
-             promote: bool, reason: str, mnist, folder: Path) -> ModelVersion:
+def _publish(candidate, *, run: TrainingRun, name: str, parent: ModelVersion | None, data: TrainingData,
+             metrics: dict, promote: bool, reason: str, mnist, folder: Path, kind: str = "fine-tune") -> ModelVersion:
     """Export the candidate as a version, then record it: active if it passed the gate."""
     from training.export import save_version
     from training.preprocess import to_model_input
 
-    version = next_version(name)
-    stored = save_version(candidate, root=folder, name=name, version=version, parent=parent.version,
+    version = next_version(name, run.label_set_id)
+    parent_version = parent.version if parent is not None else None
+    sample = mnist.x_test[:256] if mnist is not None else np.concatenate([data.new.x, data.holdout.x])[:256]
+    stored = save_version(candidate, root=folder, name=name, version=version, parent=parent_version,
                           metrics=metrics,
-                          training={"kind": "fine-tune", "run": run.id, "new_samples": len(data.new),
+                          training={"kind": kind, "run": run.id, "new_samples": len(data.new),
                                     "replay_samples": len(data.replay),
                                     "seed": current_app.config["FINETUNE_SEED"]},
-                          check_sample=to_model_input(mnist.x_test[:256]))
+                          check_sample=to_model_input(sample))
     return record_version(stored, version=version, status="active" if promote else "rejected", reason=reason,
-                          parent_version=parent.version, run=run, samples=len(data.new) + len(data.replay),
-                          data_until=data.data_until)
+                          parent_version=parent_version, run=run, samples=len(data.new) + len(data.replay),
+                          data_until=data.data_until, label_set_id=run.label_set_id)

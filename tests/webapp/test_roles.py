@@ -32,6 +32,9 @@ ENDPOINTS = {
     "access.create_token": ("POST", "/admin/tokens", "admin"),
     "access.revoke_token": ("POST", "/admin/tokens/999999/revoke", "admin"),
     "access.audit": ("GET", "/admin/audit", "admin"),
+    "sets_admin.label_sets_page": ("GET", "/admin/label-sets", "admin"),
+    "sets_admin.create_label_set": ("POST", "/admin/label-sets", "admin"),
+    "sets_admin.close_label_set": ("POST", "/admin/label-sets/nope/close", "admin"),
     "admin_api.review_drawing": ("POST", f"/api/v1/drawings/{MISSING}/review", "review"),
     "admin_api.review_drawings": ("POST", "/api/v1/drawings/review", "review"),
     "admin_api.export_dataset": ("GET", "/api/v1/dataset/export?format=npz", "review"),
@@ -44,7 +47,7 @@ ENDPOINTS = {
     "admin_api.create_token": ("POST", "/api/v1/tokens", "admin"),
     "admin_api.revoke_token": ("DELETE", "/api/v1/tokens/999999", "admin"),
 }
-STAFF_BLUEPRINTS = ("admin", "access", "admin_api")
+STAFF_BLUEPRINTS = ("admin", "access", "sets_admin", "admin_api")
 BODIES = {"admin_api.review_drawing": {"status": "confirmed"},
           "admin_api.review_drawings": {"items": [{"id": MISSING, "status": "confirmed"}]},
           "admin_api.create_token": {}}

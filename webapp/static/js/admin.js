@@ -54,7 +54,7 @@
           card.dataset.label = row.label ?? '';
           card.classList.add('is-done');
           toggle(card, false);
-          card.querySelector('.review-label-value').textContent = row.label ?? '–';
+          card.querySelector('.review-label-value').textContent = row.class_name ?? row.label ?? '–';
           const badge = card.querySelector('.review-badge');
           badge.textContent = row.status;
           badge.className = `badge review-badge text-bg-${row.status === 'confirmed' ? 'success' : 'danger'}`;
@@ -161,7 +161,7 @@
     retrain.addEventListener('click', async () => {
       retrain.disabled = true;
       try {
-        const run = await api.post('/api/v1/training-runs', {});
+        const run = await api.post('/api/v1/training-runs', { label_set: retrain.dataset.labelSet || 'digits' });
         showRun(run);
         watch(run.id);
       } catch (error) {
@@ -177,7 +177,8 @@
       const [name, version] = button.dataset.activate.split('/');
       button.disabled = true;
       try {
-        await api.post(`/api/v1/models/${name}/versions/${version}/activate`, { reason: 'activated from the dashboard' });
+        await api.post(`/api/v1/models/${name}/versions/${version}/activate`,
+          { reason: 'activated from the dashboard', label_set: retrain?.dataset.labelSet || 'digits' });
         window.location.reload();
       } catch (error) {
         button.disabled = false;

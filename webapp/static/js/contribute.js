@@ -15,6 +15,11 @@
   const alerts = $('contribute-alerts');
   const count = $('contribution-count');
   const radios = [...form.querySelectorAll('input[name="label"]')];
+  // A label set other than digits: its class names (by index) and slug; digits show the index itself.
+  const classes = form.dataset.classes ? JSON.parse(form.dataset.classes) : null;
+  const labelSet = form.dataset.labelSet || null;
+  const nameOf = (label) => (classes ? (classes[label] ?? String(label)) : String(label));
+  const needsUrl = labelSet ? `/api/v1/dataset/needs?label_set=${encodeURIComponent(labelSet)}` : '/api/v1/dataset/needs';
 
   let saving = false;
 
@@ -39,18 +44,20 @@
     if (saving) saveHint.textContent = text.saving;
     else if (empty && label === null) saveHint.textContent = text.draw_and_choose;
     else if (label === 'none') saveHint.textContent = empty ? text.draw_and_choose : text.ready_not_digit;
-    else if (empty) saveHint.textContent = fill(text.now_draw, { digit: label });
+    else if (empty) saveHint.textContent = fill(text.now_draw, { digit: nameOf(label) });
     else if (label === null) saveHint.textContent = text.now_choose;
-    else saveHint.textContent = fill(text.ready, { digit: label });
+    else saveHint.textContent = fill(text.ready, { digit: nameOf(label) });
   }
 
   for (const radio of radios) radio.addEventListener('change', syncSave);
 
-  // Number keys pick the label, so drawing and labelling need no trip to the mouse.
+  // Number keys pick the label, so drawing and labelling need no trip to the mouse: the digit
+  // itself, or 1-9 for the first nine classes of another label set.
   document.addEventListener('keydown', (event) => {
     if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey) return;
     if (!/^[0-9]$/.test(event.key || '') || isTypingTarget(event.target)) return;
-    const radio = radios.find((r) => r.value === event.key);
+    const wanted = classes ? String(Number(event.key) - 1) : event.key;
+    const radio = radios.find((r) => r.value === wanted && !r.disabled);
     if (!radio) return;
     event.preventDefault();
     radio.checked = true;
@@ -69,8 +76,9 @@
       const body = label === 'none' ? { image: pad.toDataURL(), not_digit: true } : { image: pad.toDataURL(), label };
       const strokes = pad.strokeData();
       if (strokes) body.strokes = strokes;
+      if (labelSet) body.label_set = labelSet;
       const answer = await api.post('/api/v1/drawings', body);
-      showAlert(alerts, 'success', answer.not_digit ? text.saved_not_digit : fill(text.saved, { digit: answer.label ?? label }));
+      showAlert(alerts, 'success', answer.not_digit ? text.saved_not_digit : fill(text.saved, { digit: nameOf(answer.label ?? label) }));
       pad.clear();
       for (const radio of radios) radio.checked = false;
       if (Number.isInteger(answer.client_contributions)) showCount(answer.client_contributions);
@@ -106,15 +114,15 @@
   async function loadNeeds() {
     let needs;
     try {
-      needs = await api.get('/api/v1/dataset/needs');
+      needs = await api.get(needsUrl);
     } catch {
       return; // contributing works without the prompt
     }
     const prompt = $('needs-prompt');
     prompt.hidden = false;
     prompt.dataset.digit = String(needs.digit);
-    $('needs-digit').textContent = String(needs.digit);
-    $('needs-text').textContent = fill(prompt.dataset.template, { digit: needs.digit });
+    $('needs-digit').textContent = nameOf(needs.digit);
+    $('needs-text').textContent = fill(prompt.dataset.template, { digit: nameOf(needs.digit) });
     $('needs-reason').textContent = needs.reason === 'fewest drawings so far'
       ? prompt.dataset.reasonFewest : prompt.dataset.reasonMisread;
     // The label is not picked for the visitor: a pre-filled answer invites saving whatever was
@@ -132,11 +140,11 @@
       row.dataset.digit = String(d.digit);
       const name = document.createElement('span');
       name.className = 'growth-digit';
-      name.textContent = String(d.digit);
+      name.textContent = nameOf(d.digit);
       const bar = document.createElement('progress');
       bar.max = most;
       bar.value = d.drawings;
-      bar.setAttribute('aria-label', `${d.digit}: ${d.drawings}`);
+      bar.setAttribute('aria-label', `${nameOf(d.digit)}: ${d.drawings}`);
       const value = document.createElement('span');
       value.className = 'growth-value small text-body-secondary';
       value.textContent = String(d.drawings);

@@ -11,6 +11,10 @@
   const text = JSON.parse($('predict-messages').textContent);
   const fill = (template, values) => template.replace(/\{(\w+)\}/g, (_, key) => String(values[key] ?? ''));
   const alerts = $('predict-alerts');
+  // A label set other than digits: its class names (by index) and slug; digits show the index itself.
+  const classes = $('results').dataset.classes ? JSON.parse($('results').dataset.classes) : null;
+  const labelSet = $('results').dataset.labelSet || null;
+  const nameOf = (label) => (classes ? (classes[label] ?? String(label)) : String(label));
   const summary = $('prediction-summary');
   const results = $('results');
   const predictButton = $('predict-button');
@@ -85,6 +89,7 @@
       const body = { image: pad.toDataURL() };
       const strokes = pad.strokeData();
       if (strokes) body.strokes = strokes;
+      if (labelSet) body.label_set = labelSet;
       const answer = await api.post('/api/v1/predictions', body, { signal: controller.signal });
       if (mine !== sequence) return;
       clearAlert(alerts);
@@ -124,7 +129,7 @@
       renderCard(model, prediction, { unavailable: !prediction });
       const name = model.toUpperCase();
       spoken.push(prediction
-        ? fill(text.says, { model: name, digit: prediction.label, confidence: percent.format(Number(prediction.confidence) || 0) })
+        ? fill(text.says, { model: name, digit: nameOf(prediction.label), confidence: percent.format(Number(prediction.confidence) || 0) })
         : fill(text.no_answer, { model: name }));
     }
     summary.textContent = spoken.join(' ');
@@ -142,7 +147,7 @@
   function renderCard(model, prediction, { unavailable = false } = {}) {
     const card = $(`card-${model}`);
     card.classList.toggle('is-unavailable', unavailable);
-    $(`${model}-label`).textContent = prediction ? String(prediction.label) : (unavailable ? '–' : '?');
+    $(`${model}-label`).textContent = prediction ? nameOf(prediction.label) : (unavailable ? '–' : '?');
     $(`${model}-confidence`).textContent = prediction
       ? percent.format(Number(prediction.confidence) || 0)
       : (unavailable ? text.unavailable : '–');
@@ -194,10 +199,10 @@
     $('rating-agree').hidden = agreed === null;
     $('rating-disagree').hidden = distinct.length !== 2;
     $('rate-right').dataset.label = agreed ?? '';
-    rating.querySelector('[data-role="agreed-label"]').textContent = agreed ?? '';
+    rating.querySelector('[data-role="agreed-label"]').textContent = agreed === null ? '' : nameOf(agreed);
     for (const model of MODELS) {
       $(`rate-${model}`).dataset.label = labels[model] ?? '';
-      rating.querySelector(`[data-role="${model}-choice"]`).textContent = labels[model] ?? '';
+      rating.querySelector(`[data-role="${model}-choice"]`).textContent = model in labels ? nameOf(labels[model]) : '';
     }
     $('rating-picker-title').textContent = distinct.length === 2 ? text.neither : text.wrong;
     for (const button of rating.querySelectorAll('.rate-digit')) {
@@ -250,7 +255,7 @@
   function thanks(label, correct) {
     const verdicts = MODELS.filter((model) => model in correct)
       .map((model) => fill(correct[model] ? text.was_right : text.was_wrong, { model: model.toUpperCase() }));
-    if (verdicts.length === 0) return fill(text.thanks, { digit: label });
-    return fill(text.thanks_verdicts, { digit: label, verdicts: verdicts.join(text.separator) });
+    if (verdicts.length === 0) return fill(text.thanks, { digit: nameOf(label) });
+    return fill(text.thanks_verdicts, { digit: nameOf(label), verdicts: verdicts.join(text.separator) });
   }
 })();
