@@ -245,7 +245,7 @@ def reconcile(older_than: int, dry_run: bool) -> None:
 def build_reference(out: Path | None) -> None:
     """Render the reference set (needs MNIST and the writers' fonts) and store it, or write it to --out."""
     from training.mnist import load_mnist
-    from training.reference import REFERENCE_KEY, build, to_bytes
+    from training.reference import build, generator_version, reference_key, to_bytes
     from training.writers import FontsMissing
 
     mnist = load_mnist()
@@ -257,23 +257,28 @@ def build_reference(out: Path | None) -> None:
         out.write_bytes(data)
         click.echo(f"reference set, {len(data):,} bytes -> {out}")
         return
-    get_store().put(REFERENCE_KEY, data, content_type="application/octet-stream")
-    click.echo(f"reference set, {len(data):,} bytes -> {REFERENCE_KEY} in the object store")
+    key = reference_key(generator_version())
+    get_store().put(key, data, content_type="application/octet-stream")
+    click.echo(f"reference set, {len(data):,} bytes -> {key} in the object store")
 
 
 @reference_cli.command("upload")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def upload_reference(file: Path) -> None:
     """Store a reference set built elsewhere (`flask reference build --out FILE`), after checking it."""
-    from training.reference import REFERENCE_KEY, from_bytes
+    from training.reference import from_bytes, generator_version, reference_key
 
     data = file.read_bytes()
     try:
         reference = from_bytes(data)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    get_store().put(REFERENCE_KEY, data, content_type="application/octet-stream")
-    click.echo(f"reference set of {len(reference['y']):,} drawings -> {REFERENCE_KEY} in the object store")
+    if reference["version"] != generator_version():  # workers would only read it while no current one exists
+        raise click.ClickException(f"built by other code ({reference['version'] or 'unversioned'}, this is "
+                                   f"{generator_version()}): build it from the code this deployment runs")
+    key = reference_key(reference["version"])
+    get_store().put(key, data, content_type="application/octet-stream")
+    click.echo(f"reference set of {len(reference['y']):,} drawings -> {key} in the object store")
 
 
 @storage_cli.command("prune")
