@@ -103,7 +103,8 @@ def dashboard_page():
         "admin/dashboard.html", active_nav="dashboard", counts=dashboard.counts(), versions=versions,
         active_versions=active, rated_by_version=dashboard.rated_accuracy_by_version(rated),
         rated_chart=dashboard.rated_chart(rated), holdout_chart=dashboard.holdout_chart(versions),
-        live=live_run(), runs=dashboard.runs(), confusions=dashboard.confusions(active))
+        live=live_run(), runs=dashboard.runs(), confusions=dashboard.confusions(active),
+        holdout_confusions=dashboard.holdout_confusions(versions))
 
 
 def date_filters(column, filters: list, chosen: dict) -> None:

@@ -193,6 +193,7 @@ def _fine_tune_and_publish(run: TrainingRun, name: str, *, parent: ModelVersion,
                                         holdout=data.holdout, reference=data.reference,
                                         mnist_tolerance=config["MNIST_TOLERANCE"])
         promote, reason = decision.promote, decision.reason[:2000]
+        _keep_first_judgment(parent, before)
         row = _publish(candidate, run=run, name=name, parent=parent, data=data,
                        metrics=after | {"gate": decision.checks}, promote=promote, reason=reason, mnist=mnist,
                        folder=Path(tmp) / "out")
@@ -201,6 +202,14 @@ def _fine_tune_and_publish(run: TrainingRun, name: str, *, parent: ModelVersion,
     return {"decision": "promoted" if promote else "rejected", "reason": reason, "version": row.version,
             "parent": parent.version, "before": before, "after": after, "checks": decision.checks,
             "new_samples": len(data.new)}
+
+
+def _keep_first_judgment(parent: ModelVersion, before: dict) -> None:
+    """A version never judged as a candidate (an imported base version) keeps its figures on the
+    holdout from the first run that judged it as the parent, so its confusion matrix shows."""
+    if "holdout_confusion" in before and not (parent.metrics or {}).get("holdout_confusion"):
+        parent.metrics = {**(parent.metrics or {}),
+                          **{key: before[key] for key in ("holdout_accuracy", "holdout_size", "holdout_confusion")}}
 
 
 def _publish(candidate, *, run: TrainingRun, name: str, parent: ModelVersion, data: TrainingData, metrics: dict,
