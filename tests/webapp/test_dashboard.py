@@ -49,7 +49,7 @@ def test_each_judged_version_shows_its_holdout_matrix(app, signed_in):
         db.session.commit()
     page = signed_in.get("/admin/").get_data(as_text=True)
     table = re.search(r'<table[^>]*id="holdout-confusion-cnn".*?</table>', page, re.S).group(0)
-    assert "97.22% right of 72 drawings" in table and ">40<" in table and ">2<" in table
+    assert "97.22% right of 72 holdout drawings" in table and ">40<" in table and ">2<" in table
     assert 'id="holdout-confusion-cnn-v1"' in page  # in the versions table too
     # The FNN was never judged: it says so rather than showing an empty matrix.
     assert 'id="holdout-confusion-fnn"' in page and "not been judged on the frozen holdout yet" in page
