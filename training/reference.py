@@ -48,11 +48,12 @@ def reference_key(version: str) -> str:
 def build(*, x_test: np.ndarray, y_test: np.ndarray) -> dict[str, np.ndarray]:
     """Pixels (N, 28, 28) uint8, labels, each drawing's source ("canvas" or a writer's name) and
     the generator's version. Raises writers.FontsMissing where the fonts are not installed."""
+    chosen = writers.writers(group=REFERENCE_GROUP)  # first: without the fonts, fail before drawing
     canvas = generate(x_test, y_test, per_variant=CANVAS_PER_VARIANT, seed=SEED)
     pixels = [preprocess.preprocess(drawing.data_url).pixels for drawing in canvas]
     labels = [drawing.label for drawing in canvas]
     sources = ["canvas"] * len(canvas)
-    written = writer_set.build(writers.writers(group=REFERENCE_GROUP), seed=SEED)
+    written = writer_set.build(chosen, seed=SEED)
     return {"x": np.concatenate([np.stack(pixels), written.pixels]).astype(np.uint8),
             "y": np.concatenate([np.array(labels, np.uint8), written.labels]).astype(np.uint8),
             "source": np.concatenate([np.array(sources), written.writers]).astype(str),
