@@ -85,7 +85,7 @@ def points(before: float, after: float) -> str:
     return f"{(after - before) * 100:+.2f}"
 
 
-def run_seed(seed: int, *, args, mnist: Mnist, parents: dict, timed_run: bool) -> dict:
+def run_seed(seed: int, *, args, mnist: Mnist, parents: dict, timed_run: bool, reference: Samples) -> dict:
     """Everything for one seed: its drawings, the fine-tunes and their evaluation (and the clock)."""
     drawings = seed_drawings(seed, args=args, mnist=mnist)
     new, holdout, timed, poisoned, wrong = (drawings[key] for key in ("new", "holdout", "timed", "poisoned", "wrong"))
@@ -100,21 +100,14 @@ def run_seed(seed: int, *, args, mnist: Mnist, parents: dict, timed_run: bool) -
                                   seed=seed, config=FINE_TUNE_CONFIGS[name])
             row[kind] = evaluate(candidate, mnist=mnist, holdout=holdout)
             row[kind]["unseen"] = accuracy(candidate, mnist.x_test[unseen], mnist.y_test[unseen])
-            decision = judge(model, candidate, mnist=mnist, holdout=holdout, reference=Samples.empty(),
+            decision = judge(model, candidate, mnist=mnist, holdout=holdout, reference=reference,
                              mnist_tolerance=MNIST_TOLERANCE)[2]
             row[kind]["promote"], row[kind]["reason"] = decision.promote, decision.reason
         results[name] = row
         print(f"  {name}: fine-tuned on the new drawings and on the poisoned ones", flush=True)
 
-    seconds: dict[str, float] = {}
-    if timed_run:
-        # The timed run: model loading and training, as a run does them; the drawings are ready.
-        for name, stored in parents.items():
-            started = time.perf_counter()
-            candidate = fine_tune(stored.keras_path, name=name, new=timed, replay=Samples.empty(), mnist=mnist,
-                                  seed=seed, config=FINE_TUNE_CONFIGS[name])
-            seconds[name] = time.perf_counter() - started
-            results[name]["timed"] = evaluate(candidate, mnist=mnist, holdout=holdout)
+    seconds = timed_runs(seed, parents=parents, timed=timed, holdout=holdout, reference=reference, mnist=mnist,
+                         results=results) if timed_run else {}
 
     rows = [("base", "parent"), (f"fine-tuned on {len(new):,}", "clean"),
             (f"poisoned {len(poisoned):,} ({wrong / len(new):.0%} wrong)", "poisoned")]
@@ -126,6 +119,22 @@ def run_seed(seed: int, *, args, mnist: Mnist, parents: dict, timed_run: bool) -
     print_gate(results)
     return {"results": results, "seconds": seconds, "holdout": len(holdout), "new": len(new),
             "timed": len(timed)}
+
+
+def timed_runs(seed: int, *, parents: dict, timed: Samples, holdout: Samples, reference: Samples, mnist: Mnist,
+               results: dict) -> dict[str, float]:
+    """Each network's part of one run on ``timed``: model loading, training and the gate's
+    judging on MNIST, the holdout and the reference set, as a run does them (the drawings are ready)."""
+    seconds = {}
+    for name, stored in parents.items():
+        started = time.perf_counter()
+        candidate = fine_tune(stored.keras_path, name=name, new=timed, replay=Samples.empty(), mnist=mnist,
+                              seed=seed, config=FINE_TUNE_CONFIGS[name])
+        judge(keras.models.load_model(stored.keras_path), candidate, mnist=mnist, holdout=holdout,
+              reference=reference, mnist_tolerance=MNIST_TOLERANCE)
+        seconds[name] = time.perf_counter() - started
+        results[name]["timed"] = evaluate(candidate, mnist=mnist, holdout=holdout)
+    return seconds
 
 
 def seed_drawings(seed: int, *, args, mnist: Mnist) -> dict:
@@ -261,7 +270,13 @@ def canvas_scenario(args, *, mnist: Mnist, parents: dict) -> list[tuple[str, boo
           "the digits the training drawings were made from; the column 'MNIST w/o' leaves out the\n"
           f"{args.new:,} behind the new drawings.")
 
-    runs = {seed: run_seed(seed, args=args, mnist=mnist, parents=parents, timed_run=index == 0)
+    from training.reference import cached, from_bytes
+
+    # The gate as a deployment runs it: with the reference set (`flask reference build`).
+    stored = from_bytes(cached(x_test=mnist.x_test, y_test=mnist.y_test))
+    reference = Samples(stored["x"], stored["y"])
+    print(f"Judged on MNIST test, the held-out canvas drawings and the reference set ({len(reference):,} drawings)")
+    runs = {seed: run_seed(seed, args=args, mnist=mnist, parents=parents, timed_run=index == 0, reference=reference)
             for index, seed in enumerate(args.seeds)}
 
     if len(runs) > 1:
@@ -270,8 +285,8 @@ def canvas_scenario(args, *, mnist: Mnist, parents: dict) -> list[tuple[str, boo
     first = runs[args.seeds[0]]
     seconds = first["seconds"]
     total = sum(seconds.values())
-    print(f"\nTime to fine-tune on {first['timed']:,} new drawings (seed {args.seeds[0]}, model loading included, "
-          "2 CPU cores shared with whatever else runs)")
+    print(f"\nTime to fine-tune and judge on {first['timed']:,} new drawings (seed {args.seeds[0]}, model loading "
+          "included, 2 CPU cores shared with whatever else runs)")
     for name in MODEL_NAMES:
         print(f"  {name:<6}{seconds[name]:6.1f} s  ({FINE_TUNE_CONFIGS[name].epochs} epochs)")
     print(f"  {'total':<6}{total:6.1f} s  (the floor is on the total: one run fine-tunes both networks)")

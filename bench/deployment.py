@@ -23,7 +23,7 @@ class Deployment:
     def __init__(self, folder: Path, *, models_root: Path, reference: bytes | None, **config):
         from flask_migrate import upgrade
 
-        from training.reference import REFERENCE_KEY
+        from training.reference import from_bytes, reference_key
         from training.versions import load
         from webapp import create_app
         from webapp.cli import import_version
@@ -52,7 +52,8 @@ class Deployment:
             for name in MODEL_NAMES:
                 import_version(load(models_root, name), activate=True)
             if reference is not None:
-                get_store().put(REFERENCE_KEY, reference, content_type="application/octet-stream")
+                get_store().put(reference_key(from_bytes(reference)["version"]), reference,
+                                content_type="application/octet-stream")
             db.session.commit()
         runner = self.app.test_cli_runner()
         runner.invoke(args=["users", "create-admin", "root", "--password", "a long enough password"])

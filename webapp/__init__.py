@@ -202,9 +202,10 @@ def register_celery(app: Flask) -> None:
 
 
 def register_commands(app: Flask) -> None:
-    from webapp.cli import dataset_cli, models_cli, reference_cli, storage_cli, tokens_cli, users_cli
+    from webapp.cli import dataset_cli, models_cli, storage_cli, tokens_cli, users_cli
     from webapp.importing_cli import import_command
     from webapp.label_sets_cli import label_sets_cli
+    from webapp.reference_cli import reference_cli
 
     dataset_cli.add_command(import_command)
 

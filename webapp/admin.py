@@ -107,6 +107,7 @@ def dashboard_page():
         active_versions=active, rated_by_version=dashboard.rated_accuracy_by_version(rated),
         rated_chart=dashboard.rated_chart(rated), holdout_chart=dashboard.holdout_chart(versions),
         live=live_run(set_id), runs=dashboard.runs(set_id), confusions=dashboard.confusions(active, set_id, size),
+        holdout_confusions=dashboard.holdout_confusions(versions),
         label_set=label_set, label_sets=label_sets.all_sets(), class_names=label_set.class_names)
 
 

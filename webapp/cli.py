@@ -22,7 +22,6 @@ users_cli = AppGroup("users", help="Accounts: admins and reviewers.")
 tokens_cli = AppGroup("tokens", help="API tokens: named, scoped, expiring.")
 models_cli = AppGroup("models", help="Model versions in the registry.")
 storage_cli = AppGroup("storage", help="The object store against the database.")
-reference_cli = AppGroup("reference", help="The promotion gate's fixed reference set of diverse writing.")
 
 
 def _service(call, *args, **kwargs):
@@ -243,43 +242,6 @@ def reconcile(older_than: int, dry_run: bool) -> None:
                f"{len(missing)} rows missing their object")
     if failed:
         raise click.ClickException(f"{failed} orphans could not be removed")
-
-
-@reference_cli.command("build")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="write the file here instead of storing it (build where the fonts are, upload elsewhere)")
-def build_reference(out: Path | None) -> None:
-    """Render the reference set (needs MNIST and the writers' fonts) and store it, or write it to --out."""
-    from training.mnist import load_mnist
-    from training.reference import REFERENCE_KEY, build, to_bytes
-    from training.writers import FontsMissing
-
-    mnist = load_mnist()
-    try:
-        data = to_bytes(build(x_test=mnist.x_test, y_test=mnist.y_test))
-    except FontsMissing as exc:
-        raise click.ClickException(f"{exc}; build it where the fonts are and `flask reference upload` it") from None
-    if out is not None:
-        out.write_bytes(data)
-        click.echo(f"reference set, {len(data):,} bytes -> {out}")
-        return
-    get_store().put(REFERENCE_KEY, data, content_type="application/octet-stream")
-    click.echo(f"reference set, {len(data):,} bytes -> {REFERENCE_KEY} in the object store")
-
-
-@reference_cli.command("upload")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def upload_reference(file: Path) -> None:
-    """Store a reference set built elsewhere (`flask reference build --out FILE`), after checking it."""
-    from training.reference import REFERENCE_KEY, from_bytes
-
-    data = file.read_bytes()
-    try:
-        reference = from_bytes(data)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
-    get_store().put(REFERENCE_KEY, data, content_type="application/octet-stream")
-    click.echo(f"reference set of {len(reference['y']):,} drawings -> {REFERENCE_KEY} in the object store")
 
 
 @storage_cli.command("prune")

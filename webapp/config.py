@@ -225,6 +225,8 @@ def _learning_settings(environ) -> dict:
         # A run with no progress for this long is failed (its worker was killed or lost).
         "STALE_RUN_SECONDS": float(environ.get("STALE_RUN_SECONDS", 900)),
         "MAX_RUN_ATTEMPTS": int(environ.get("MAX_RUN_ATTEMPTS", 3)),
+        # A worker whose store has no reference set for its code builds one (a minute, once).
+        "REFERENCE_BUILD": _bool(environ.get("REFERENCE_BUILD"), True),
         # A client whose labels the CNN confidently contradicts this often (over at least
         # QUARANTINE_MIN_LABELS drawings) is quarantined: nothing of theirs is confirmed by the
         # policy, and what it already confirmed goes back to review.

@@ -167,6 +167,16 @@ def contributor_limit(counts: list[int], *, share: float, minimum: int) -> int:
     return max(best, minimum)
 
 
+def release_batch(*, taken_at: datetime) -> int:
+    """The drawings a run that failed took wait again, for the next run; how many. The caller commits.
+
+    A rejected run keeps its batch: its drawings were tried, so they no longer count towards
+    RETRAIN_EVERY, and a later run still trains on them with whatever is new by then.
+    """
+    return db.session.execute(update(Drawing).where(Drawing.batched_at == taken_at)
+                              .values(batched_at=None)).rowcount or 0
+
+
 def take_batch(*, until: datetime, label_set_id: int = DIGITS_ID, capped: bool = True) -> int:
     """Mark the drawings a run starting at ``until`` trains on as new, capped per contributor.
 

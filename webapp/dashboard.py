@@ -108,15 +108,25 @@ def confusions(active: dict[str, int], label_set_id: int = DIGITS_ID, num_classe
         for actual, predicted, count in rows:
             if actual < num_classes and predicted < num_classes:
                 matrices[name][actual][predicted] += count
-    result = []
-    for name in sorted(active, key=lambda key: MODEL_NAMES.index(key) if key in MODEL_NAMES else 99):
-        matrix = matrices[name]
-        total = sum(map(sum, matrix))
-        right = sum(matrix[i][i] for i in range(num_classes))
-        result.append({"name": name, "version": active[name], "matrix": matrix, "total": total,
-                       "accuracy": right / total if total else None,
-                       "peak": max(cell for row in matrix for cell in row)})
-    return result
+    return [_matrix(name, active[name], matrices[name])
+            for name in sorted(active, key=lambda key: MODEL_NAMES.index(key) if key in MODEL_NAMES else 99)]
+
+
+def holdout_confusions(rows: list[ModelVersion]) -> dict[tuple[str, int], dict]:
+    """Each version's confusion matrix on the frozen holdout, as computed when it was judged."""
+    found = {}
+    for row in rows:
+        matrix = (row.metrics or {}).get("holdout_confusion")
+        if matrix and all(len(line) == len(matrix) for line in matrix):
+            found[(row.name, row.version)] = _matrix(row.name, row.version, matrix)
+    return found
+
+
+def _matrix(name: str, version: int, matrix: list[list[int]]) -> dict:
+    total = sum(map(sum, matrix))
+    right = sum(matrix[i][i] for i in range(len(matrix)))
+    return {"name": name, "version": version, "matrix": matrix, "total": total,
+            "accuracy": right / total if total else None, "peak": max(cell for row in matrix for cell in row)}
 
 
 def runs(label_set_id: int = DIGITS_ID) -> list[TrainingRun]:
@@ -163,9 +173,11 @@ def line_chart(data: dict[str, list[tuple[datetime | date, float, str]]], *, y_f
         chart.series = [Series(name) for name in data]
         return chart
     stamps = [_timestamp(when) for when, _ in values]
+    daily = not any(isinstance(when, datetime) for when, _ in values)
     x0, x1 = min(stamps), max(stamps)
-    if x1 - x0 < 86400:
-        x0, x1 = x0 - 43200, x1 + 43200
+    # A little room either side, so that the first and last points are not on the frame.
+    pad = 43200 if daily else max((x1 - x0) * 0.05, 300)
+    x0, x1 = x0 - pad, x1 + pad
     lowest = min(value for _, value in values)
     y0 = y_floor if y_floor is not None else max(0.0, min(0.9, (int(lowest * 20) / 20)))
     y1 = 1.0
@@ -184,10 +196,37 @@ def line_chart(data: dict[str, list[tuple[datetime | date, float, str]]], *, y_f
     steps = 5
     chart.y_ticks = [(y_of(y0 + (y1 - y0) * i / steps), f"{(y0 + (y1 - y0) * i / steps) * 100:.0f}%")
                      for i in range(steps + 1)]
-    chart.x_ticks = [(x_of(x0 + (x1 - x0) * i / 4),
-                      datetime.fromtimestamp(x0 + (x1 - x0) * i / 4, timezone.utc).strftime("%b %d"))
-                     for i in range(5)]
+    chart.x_ticks = [(x_of(stamp), text) for stamp, text in
+                     (_day_ticks(min(stamps), max(stamps)) if daily else _time_ticks(x0, x1))]
     return chart
+
+
+def _day_ticks(first: float, last: float, most: int = 6) -> list[tuple[float, str]]:
+    """One tick per day (every few days when there are many), at the day's points."""
+    days = round((last - first) / 86400)
+    step = max(1, -(-(days + 1) // most))
+    return [(first + 86400 * day, datetime.fromtimestamp(first + 86400 * day, timezone.utc).strftime("%b %d"))
+            for day in range(0, days + 1, step)]
+
+
+def _time_ticks(x0: float, x1: float) -> list[tuple[float, str]]:
+    """Five ticks, labelled with the time of day when the span is short, and a date said once."""
+    span = x1 - x0
+    if span <= 2 * 86400:
+        formats = ("%b %d %H:%M", "%H:%M")  # the date once, on the first tick, then times
+    elif span <= 6 * 86400:
+        formats = ("%b %d %H:%M", "%b %d %H:%M")
+    else:
+        formats = ("%b %d", "%b %d")
+    ticks, previous = [], None
+    for i in range(5):
+        stamp = x0 + span * i / 4
+        when = datetime.fromtimestamp(stamp, timezone.utc)
+        text = when.strftime(formats[0] if previous is None or when.date() != previous.date() else formats[1])
+        if not ticks or text != ticks[-1][1]:
+            ticks.append((stamp, text))
+        previous = when
+    return ticks
 
 
 def _timestamp(when: datetime | date) -> float:

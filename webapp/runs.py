@@ -15,7 +15,7 @@ from flask import current_app
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from webapp.curation import confirmed_training_counts, waiting_count
+from webapp.curation import confirmed_training_counts, release_batch, waiting_count
 from webapp.extensions import db
 from webapp.models import DIGITS_ID, ModelVersion, TrainingRun, iso, utcnow
 from webapp.storage import StorageError, get_store
@@ -149,7 +149,10 @@ def _with_follow_up(run: TrainingRun) -> TrainingRun:
 
 
 def finish(run: TrainingRun, *, status: str, error: str | None = None, result: dict | None = None) -> None:
+    """End ``run``; a failed run gives back the drawings it took, in the same commit."""
     run.status, run.lock, run.finished_at = status, None, utcnow()
+    if status == "failed" and run.started_at is not None:
+        release_batch(taken_at=run.started_at)
     if error is not None:
         run.error = error
     if result is not None:

@@ -23,6 +23,7 @@ from webapp.models import DIGITS_ID, Drawing, ModelVersion, TrainingRun, utcnow
 from webapp.curation import take_batch
 from webapp.runs import LIVE, finish, follow_up, next_version, record_version
 from webapp.storage import StorageError, get_store
+from workers.reference_set import load_reference
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,10 @@ def _train_all(run: TrainingRun) -> dict:
     # MNIST replay, the MNIST check and the reference set are digits' alone.
     digits = run.label_set_id == DIGITS_ID
     mnist = load_mnist() if digits else None
-    reference = load_reference() if digits else Samples.empty()
+    if digits:
+        run.progress, run.heartbeat_at = {**(run.progress or {}), "phase": "loading the reference set"}, utcnow()
+        db.session.commit()
+    reference = load_reference(mnist) if digits else Samples.empty()
     result = dict(run.result or {})
     for index, name in enumerate(MODEL_NAMES):
         result[name] = _run_network(run, name, index=index, mnist=mnist, reference=reference,
@@ -142,26 +146,9 @@ def _run_network(run: TrainingRun, name: str, *, index: int, mnist, reference, e
         return {"decision": "skipped", "reason": f"no active {name} version to start from"}
     data = _training_data(run, parent, reference=reference)
     if data is None:
-        return {"decision": "skipped", "reason": f"no newly confirmed drawings since v{parent.version}"}
+        return {"decision": "skipped", "reason": f"no drawings confirmed since the last run to add to what "
+                                                f"v{parent.version} was trained on"}
     return _fine_tune_and_publish(run, name, parent=parent, data=data, mnist=mnist, index=index)
-
-
-def load_reference():
-    """The deployment's reference set from the object store; empty (the gate then judges on the
-    holdout alone) until one is built or uploaded (`flask reference`)."""
-    from training.finetune import Samples
-    from training.reference import REFERENCE_KEY, from_bytes
-
-    store = get_store()
-    if not store.exists(REFERENCE_KEY):
-        log.warning("no reference set in the object store: candidates are judged on the holdout alone")
-        return Samples.empty()
-    try:
-        reference = from_bytes(store.get(REFERENCE_KEY))
-    except ValueError as exc:
-        log.error("the stored reference set is unusable (%s): judged on the holdout alone", exc)
-        return Samples.empty()
-    return Samples(reference["x"], reference["y"])
 
 
 def _samples(query):
@@ -176,13 +163,18 @@ def _samples(query):
 
 def _training_data(run: TrainingRun, parent: ModelVersion, *, reference) -> TrainingData | None:
     """The batches taken since ``parent`` trained, the older ones to replay, and the holdout as
-    it stood when the run started (the same drawings for both networks)."""
+    it stood when the run started (the same drawings for both networks); None without a drawing
+    this run took: batches earlier runs tried and did not promote wait for more data."""
     from training.finetune import Samples
 
     # Status alone would do (flagged drawings are never confirmed); the flag is belt and braces.
     confirmed = select(Drawing).where(Drawing.status == "confirmed", ~Drawing.not_digit,
                                       Drawing.label_set_id == run.label_set_id)
     training = confirmed.where(~Drawing.holdout, Drawing.batched_at <= run.started_at)
+    taken_now = db.session.scalar(training.where(Drawing.batched_at == run.started_at)
+                                  .with_only_columns(func.count()))
+    if not taken_now:
+        return None
     new_query = training.where(Drawing.batched_at > parent.data_until) if parent.data_until else training
     new = _samples(new_query)
     if len(new) == 0:
@@ -234,6 +226,7 @@ def _fine_tune_and_publish(run: TrainingRun, name: str, *, parent: ModelVersion,
                                         mnist_tolerance=config["MNIST_TOLERANCE"],
                                         num_classes=int(candidate.output_shape[-1]))
         promote, reason = decision.promote, decision.reason[:2000]
+        _keep_first_judgment(parent, before)
         row = _publish(candidate, run=run, name=name, parent=parent, data=data,
                        metrics=after | {"gate": decision.checks}, promote=promote, reason=reason, mnist=mnist,
                        folder=Path(tmp) / "out")
@@ -242,6 +235,14 @@ def _fine_tune_and_publish(run: TrainingRun, name: str, *, parent: ModelVersion,
     return {"decision": "promoted" if promote else "rejected", "reason": reason, "version": row.version,
             "parent": parent.version, "before": before, "after": after, "checks": decision.checks,
             "new_samples": len(data.new)}
+
+
+def _keep_first_judgment(parent: ModelVersion, before: dict) -> None:
+    """A version never judged as a candidate (an imported base version) keeps its figures on the
+    holdout from the first run that judged it as the parent, so its confusion matrix shows."""
+    if "holdout_confusion" in before and not (parent.metrics or {}).get("holdout_confusion"):
+        parent.metrics = {**(parent.metrics or {}),
+                          **{key: before[key] for key in ("holdout_accuracy", "holdout_size", "holdout_confusion")}}
 
 
 def _publish(candidate, *, run: TrainingRun, name: str, parent: ModelVersion | None, data: TrainingData,

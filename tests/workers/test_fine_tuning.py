@@ -40,6 +40,9 @@ def test_a_run_fine_tunes_gates_and_publishes_both_networks(app, client, many_dr
             assert [row.version for row in rows] == [1, 2]
             expected = ["retired", "active"] if entry["decision"] == "promoted" else ["active", "rejected"]
             assert [row.status for row in rows] == expected
+            # Both are judged on the same holdout, and keep their matrix of it for the dashboard.
+            for row in rows:
+                assert sum(map(sum, row.metrics["holdout_confusion"])) == entry["after"]["holdout_size"]
             assert app.extensions["inkling.store"].exists(rows[1].onnx_key)
             # The holdout was never trained on: the version's samples exclude it.
             holdout = db.session.scalar(select(func.count()).select_from(Drawing).where(Drawing.holdout))
