@@ -46,11 +46,13 @@ class TrainConfig:
     synthetic: int = 0
 
 
+# 40,000 procedural drawings read unfamiliar writers better than 20,000 (README, "Base training:
+# what each lever did"); fewer epochs over the larger set keep a run's steps about where they were.
 CONFIGS = {
-    "fnn": TrainConfig(epochs=10, batch_size=256, learning_rate=1e-3, jit_compile=False,
-                       augmentation=FNN_AUGMENTATION, synthetic=20_000),
-    "cnn": TrainConfig(epochs=8, batch_size=128, learning_rate=2e-3, jit_compile=False,
-                       augmentation=CNN_AUGMENTATION, synthetic=20_000),
+    "fnn": TrainConfig(epochs=8, batch_size=256, learning_rate=1e-3, jit_compile=False,
+                       augmentation=FNN_AUGMENTATION, synthetic=40_000),
+    "cnn": TrainConfig(epochs=7, batch_size=128, learning_rate=2e-3, jit_compile=False,
+                       augmentation=CNN_AUGMENTATION, synthetic=40_000),
 }
 
 
