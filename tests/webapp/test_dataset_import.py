@@ -151,12 +151,32 @@ def test_npy_label_option_pending_status_and_bad_labels(app, tmp_path):
     np.save(path, bitmaps(5))
     assert "label 'cat' is not one of" in refused(app, path, "quickdraw-npy")
     refused(app, path, "quickdraw-npy", label="10")
-    refused(app, path, "quickdraw-npy", code="unknown_label_set", label_set="animals")
+    refused(app, path, "quickdraw-npy", code="unknown_label_set", label_set="no-such-set")
     refused(app, path, "npz", code="invalid_label", label="3")  # a label is for one-class files only
     result = import_file(app, path, "quickdraw-npy", label="8", status="pending")
     assert result.imported == 5
     rows = rows_in_order(app)
     assert {(row.label, row.status, row.holdout, row.confirmed_at) for row in rows} == {(8, "pending", False, None)}
+
+
+def test_quickdraw_npy_seeds_a_new_label_set_and_stays_out_of_digits(app, tmp_path):
+    from uuid import uuid4
+
+    from webapp import label_sets
+
+    slug = f"animals-{uuid4().hex[:8]}"
+    with app.app_context():
+        label_sets.create(slug=slug, classes=["cat", "giraffe", "sheep", "bat", "octopus", "camel"])
+        db.session.commit()
+        set_id = label_sets.find(slug).id
+    np.save(tmp_path / "giraffe.npy", bitmaps(4))
+    assert import_file(app, tmp_path / "giraffe.npy", "quickdraw-npy", label_set=slug).imported == 4
+    # The same pictures mean a 1 in digits: they are not duplicates there.
+    np.save(tmp_path / "1.npy", bitmaps(4))
+    assert import_file(app, tmp_path / "1.npy", "quickdraw-npy").imported == 4
+    rows = rows_in_order(app)
+    assert sorted((row.label_set_id, row.label) for row in rows) == [(1, 1)] * 4 + [(set_id, 1)] * 4
+    refused(app, tmp_path / "1.npy", "quickdraw-npy", label_set=slug)  # "1" is no animal
 
 
 def test_npy_of_the_wrong_shape_is_refused(app, tmp_path):
