@@ -325,6 +325,9 @@ def test_an_admin_reviews_with_the_keyboard_and_watches_a_retrain_to_its_end(app
     cards = page.locator(".review-card")
     expect(cards).to_have_count(len(drawings))
 
+    # The page's script marks the first card current once its keys are wired; a key pressed
+    # before that (a busy machine) would go nowhere.
+    expect(cards.nth(0)).to_have_class(re.compile("is-current"))
     # c confirms the focused drawing and moves on; a digit relabels and confirms; r rejects.
     page.keyboard.press("c")
     expect(cards.nth(0)).to_have_class(re.compile("is-done"))
