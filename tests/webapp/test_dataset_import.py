@@ -169,14 +169,14 @@ def test_quickdraw_npy_seeds_a_new_label_set_and_stays_out_of_digits(app, tmp_pa
         label_sets.create(slug=slug, classes=["cat", "giraffe", "sheep", "bat", "octopus", "camel"])
         db.session.commit()
         set_id = label_sets.find(slug).id
+    np.save(tmp_path / "1.npy", bitmaps(4))
+    refused(app, tmp_path / "1.npy", "quickdraw-npy", label_set=slug)  # "1" is no animal
     np.save(tmp_path / "giraffe.npy", bitmaps(4))
     assert import_file(app, tmp_path / "giraffe.npy", "quickdraw-npy", label_set=slug).imported == 4
     # The same pictures mean a 1 in digits: they are not duplicates there.
-    np.save(tmp_path / "1.npy", bitmaps(4))
     assert import_file(app, tmp_path / "1.npy", "quickdraw-npy").imported == 4
     rows = rows_in_order(app)
     assert sorted((row.label_set_id, row.label) for row in rows) == [(1, 1)] * 4 + [(set_id, 1)] * 4
-    refused(app, tmp_path / "1.npy", "quickdraw-npy", label_set=slug)  # "1" is no animal
 
 
 def test_npy_of_the_wrong_shape_is_refused(app, tmp_path):
@@ -452,7 +452,7 @@ def test_a_confirmed_import_may_start_a_run_as_a_confirmation_does(app, tmp_path
     from webapp import importing
 
     calls = []
-    monkeypatch.setattr(importing, "maybe_trigger_automatically", lambda: calls.append(1))
+    monkeypatch.setattr(importing, "maybe_trigger_automatically", lambda label_set_id: calls.append(label_set_id))
     np.save(tmp_path / "4.npy", bitmaps(3))
     import_file(app, tmp_path / "4.npy", "quickdraw-npy", status="pending")
     assert calls == []

@@ -265,3 +265,4 @@ def test_admins_create_and_close_sets_from_their_page(app, client, runner, shape
     assert client.get("/admin/dataset?label_set=nope").status_code == 400
     export = client.get("/api/v1/dataset/export?format=npz&label_set=shapes", headers={"X-CSRFToken": csrf})
     assert export.status_code == 200 and export.headers["X-Dataset-Rows"] == "0"  # none confirmed yet
+    export.close()  # a streamed export holds its snapshot (and an app context) until closed
