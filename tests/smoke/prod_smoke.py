@@ -123,6 +123,10 @@ class Smoke:
             "AWS_ACCESS_KEY_ID": "smoke", "AWS_SECRET_ACCESS_KEY": "smoke",
             "PORT": str(self.port), "WEB_CONCURRENCY": str(WEB_WORKERS),
             "INKLING_INSTANCE_PATH": str(instance),
+            # A dyno has no fonts, so it never draws the reference set (an admin uploads one, see
+            # the README); this machine has them, and would otherwise gate the smoke's tiny
+            # networks on writers they were never meant to read.
+            "REFERENCE_BUILD": "0",
         }
         if mnist.exists():  # saves each process fetching MNIST from PyPI, as a dyno would
             self.env["MNIST_PATH"] = str(mnist)
