@@ -372,7 +372,7 @@ def test_the_admin_api_imports_a_streamed_upload(app, runner, tmp_path):
     assert named.status_code == 400 and named.json["code"] == "invalid_file" and "'cat'" in named.json["error"]
     bad = client.post(f"{IMPORT}?format=quickdraw-npy&label=3", data=body[:-50], headers=headers)
     assert bad.status_code == 400 and bad.json["code"] == "invalid_file"
-    unknown = client.post(f"{IMPORT}?format=quickdraw-npy&label_set=animals", data=body, headers=headers)
+    unknown = client.post(f"{IMPORT}?format=quickdraw-npy&label_set=no-such-set", data=body, headers=headers)
     assert unknown.status_code == 400 and unknown.json["code"] == "unknown_label_set"
     assert client.post(f"{IMPORT}?format=csv", data=body, headers=headers).json["code"] == "invalid_format"
     assert client.post(url, data=b"", headers=headers).json["code"] == "invalid_file"
@@ -388,8 +388,8 @@ def test_the_cli_imports_and_reports(app, runner, tmp_path):
     result = runner.invoke(args=["dataset", "import", "--format", "quickdraw-npy", str(path)])
     assert result.exit_code == 0, result.output
     assert "4 drawings imported, 0 duplicates skipped, of 4 in 5.npy" in result.output
-    result = runner.invoke(args=["dataset", "import", "--format", "quickdraw-npy", "--label-set", "animals", str(path)])
-    assert result.exit_code != 0 and "unknown label set 'animals'" in result.output
+    result = runner.invoke(args=["dataset", "import", "--format", "quickdraw-npy", "--label-set", "no-such-set", str(path)])
+    assert result.exit_code != 0 and "unknown label set 'no-such-set'" in result.output
 
 
 def test_rdp_simplification_and_scaling_as_quick_draw_does():
