@@ -14,7 +14,20 @@ DIGITS = "digits"
 DIGITS_ID = 1
 
 
-class LabelSet(db.Model):
+class SetClasses:
+    """What a set's ``classes`` (ordered ``{"name", "names"}`` entries) and ``base`` say, for the
+    table's rows and for label_sets.SetInfo alike."""
+
+    @property
+    def class_names(self) -> list[str]:
+        return [entry["name"] for entry in self.classes]
+
+    @property
+    def is_digits(self) -> bool:
+        return self.base == "mnist"
+
+
+class LabelSet(SetClasses, db.Model):
     """A drawing task: ordered classes (a drawing's label is an index into them), open or closed.
 
     ``digits`` (0-9) is built in; others are created by admins and start with no model.
@@ -32,13 +45,6 @@ class LabelSet(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=lambda: datetime.now(timezone.utc))
     closed_at: Mapped[datetime | None]
 
-    @property
-    def class_names(self) -> list[str]:
-        return [entry["name"] for entry in self.classes]
-
-    @property
-    def is_digits(self) -> bool:
-        return self.base == "mnist"
 
 
 def label_set_column() -> Mapped[int]:

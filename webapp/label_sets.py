@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from webapp.errors import ServiceError
 from webapp.extensions import db
+from webapp.label_set_model import SetClasses
 from webapp.models import DIGITS, DIGITS_ID, LabelSet, utcnow
 from webapp.parsing import LABEL_MESSAGE, parse_int
 
@@ -20,7 +21,7 @@ TRANSLATED = ("ja", "ru", "zh")
 
 
 @dataclass(frozen=True)
-class SetInfo:
+class SetInfo(SetClasses):
     """What a request needs of a label set, detached from the session (digits needs no query)."""
 
     id: int
@@ -30,13 +31,6 @@ class SetInfo:
     closed: bool
     base: str | None
 
-    @property
-    def class_names(self) -> list[str]:
-        return [entry["name"] for entry in self.classes]
-
-    @property
-    def is_digits(self) -> bool:
-        return self.base == "mnist"
 
     def display_names(self, language: str = "en") -> list[str]:
         """Each class in ``language``, in English where it has no translation."""
