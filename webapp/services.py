@@ -22,7 +22,7 @@ from webapp.models import DIGITS_ID, Drawing, Prediction, Rating, new_id
 from webapp.registry import ModelsUnavailable, NoModel, get_registry
 from webapp.runs import maybe_trigger_automatically
 from webapp.storage import StorageError, get_store
-from webapp.store_writes import put_together
+from webapp.store_writes import PutAhead, put_together
 from webapp.strokes import CONTENT_TYPE as STROKES_CONTENT_TYPE, encode_strokes, strokes_key_for
 from webapp.writer import AnsweredPrediction, store_predictions
 
@@ -56,19 +56,18 @@ def _new_drawing(**kwargs) -> Drawing:
     return Drawing(**_drawing_values(**kwargs))
 
 
-def _store_then_commit(row: Drawing, data: bytes, *extra_rows, strokes: bytes | None = None) -> None:
-    """Write the objects first (image and strokes), then the rows; undo the objects if the rows fail.
+def _store_then_commit(row: Drawing, data: bytes, *extra_rows, strokes: PutAhead | None = None) -> None:
+    """Write the objects first (image, and strokes already on their way), then the rows; undo the
+    objects if the rows fail.
 
     So a row never points at a missing object. If the undo fails too, the objects are
     orphans that `flask storage reconcile` removes (it lists objects with no row).
     """
     store = get_store()
-    objects = [(row.object_key, data, row.content_type)]
-    if row.strokes_key:
-        objects.append((row.strokes_key, strokes, STROKES_CONTENT_TYPE))
-    keys = [key for key, _, _ in objects]
+    ahead = [strokes] if strokes is not None else []
+    keys = [row.object_key] + [put.key for put in ahead]
     try:
-        put_together(store, objects)
+        put_together(store, [(row.object_key, data, row.content_type)], ahead)
     except StorageError as exc:
         log.warning("object store write failed: %s", exc)
         raise ServiceError(503, "storage_unavailable", "image storage is unavailable; try again shortly") from exc
@@ -132,26 +131,42 @@ def save_drawing(*, drawing: Preprocessed, label: int | None, client_id: str | N
     row.not_digit = not_digit
     if drawing_id is not None and (stored := _same_drawing_stored(row)) is not None:
         return stored  # sent again: the first save's answer, nothing written twice
+    # The strokes go to the store now, while the networks read the drawing and its image is written.
+    strokes_put = (None if strokes is None
+                   else PutAhead(get_store(), row.strokes_key, encode_strokes(strokes), STROKES_CONTENT_TYPE))
+    try:
+        stored, reason = _read_and_store(row, drawing, label_set, strokes_put)
+    except BaseException:
+        if strokes_put is not None:
+            strokes_put.discard()
+        raise
+    if reason and stored is row:
+        maybe_trigger_automatically(label_set.id)
+    return stored
+
+
+def _read_and_store(row: Drawing, drawing: Preprocessed, label_set: SetInfo,
+                    strokes_put: PutAhead | None) -> tuple[Drawing, str | None]:
+    """Both networks' readings of a new contribution, the policy's confirmation, then its objects and rows:
+    the row stored (another request's, if it committed the same id first) and why it was confirmed."""
     try:
         answers = get_registry().snapshot(label_set.id).predictor.predict(drawing.pixels)
     except ModelsUnavailable:  # a contribution does not need the models
         answers = {}
     rows = [_prediction_row(row.id, name, answer, label_set.id) for name, answer in answers.items()]
-    reason = None if not_digit else _policy_confirmation(row, answers.get("cnn"))
+    reason = None if row.not_digit else _policy_confirmation(row, answers.get("cnn"))
     if reason:
         confirm(row, reason=reason)
     try:
-        _store_then_commit(row, drawing.upload.data, *rows,
-                           strokes=None if strokes is None else encode_strokes(strokes))
+        _store_then_commit(row, drawing.upload.data, *rows, strokes=strokes_put)
     except DuplicateId:
-        # The same id arrived twice at once, and the other request committed first.
+        # The same id arrived twice at once, and the other request committed first (this one's
+        # objects are gone already).
         stored = _same_drawing_stored(row)
         if stored is None:
             raise
-        return stored
-    if reason:
-        maybe_trigger_automatically(label_set.id)
-    return row
+        return stored, None
+    return row, reason
 
 
 def _prediction_values(drawing_id: str, name: str, answer, label_set_id: int = DIGITS_ID) -> dict:

@@ -11,6 +11,7 @@ import math
 import operator
 from itertools import chain, islice
 
+import orjson
 from flask import Blueprint, current_app, jsonify, request
 
 from webapp.drawings import visible_or_404
@@ -136,8 +137,9 @@ def parse_strokes(value, *, width: int, height: int) -> list[dict] | None:
 
 
 def encode_strokes(strokes: list[dict]) -> bytes:
-    """The stored form: compact JSON, numbers as sent (a 300-point drawing is ~5 KB)."""
-    return json.dumps(strokes, separators=(",", ":"), allow_nan=False).encode()
+    """The stored form: compact JSON, numbers as sent (a 300-point drawing is ~4 KB). Strokes checked by
+    parse_strokes have only small integers and finite floats, all of which orjson writes."""
+    return orjson.dumps(strokes)
 
 
 def strokes_key_for(object_key: str) -> str:

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from bench.strokes import image_of, typical_strokes
+from webapp.errors import ServiceError
 from webapp.extensions import db
 from webapp.models import Drawing
 from webapp.storage import StorageUnavailable, get_store
@@ -246,4 +247,35 @@ def test_a_database_failure_after_both_objects_removes_both(app, client, monkeyp
         response = contribute(client)
     assert response.status_code == 503 and response.json["code"] == "database_unavailable"
     monkeypatch.undo()
+    assert counts(app) == (0, 0)
+
+
+def test_the_image_failing_removes_the_strokes_already_written(app, client, monkeypatch):
+    """The strokes are written while the networks read the drawing: if the image's write then fails,
+    they go too."""
+    store = app.extensions["inkling.store"]
+    real_put = store.put
+
+    def put(key, data, *, content_type):
+        if not key.endswith(".strokes.json"):
+            raise StorageUnavailable("disk full")
+        real_put(key, data, content_type=content_type)
+
+    monkeypatch.setattr(store, "put", put)
+    response = contribute(client)
+    assert response.status_code == 503 and response.json["code"] == "storage_unavailable"
+    assert counts(app) == (0, 0)
+
+
+def test_a_failure_before_the_image_is_written_removes_the_strokes(app, client, monkeypatch):
+    """Whatever stops a contribution after its strokes went ahead (here the confirmation policy
+    breaking), no object is left behind."""
+    import webapp.services
+
+    def broken_policy(row, cnn):
+        raise ServiceError(503, "database_unavailable", "the database is unavailable; try again shortly")
+
+    monkeypatch.setattr(webapp.services, "_policy_confirmation", broken_policy)
+    response = contribute(client)
+    assert response.status_code == 503
     assert counts(app) == (0, 0)
