@@ -14,11 +14,12 @@ from flask import (
     render_template,
     url_for,
 )
-from flask_babel import gettext as _
+from flask_babel import get_locale, gettext as _
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 
 from webapp.extensions import db
+from webapp.label_sets import by_id
 from webapp.models import Drawing
 from webapp.parsing import int_arg
 from webapp.retention import delete_own_drawing
@@ -45,9 +46,16 @@ def my_drawings():
         select(Drawing).where(mine).order_by(Drawing.created_at.desc(), Drawing.id)
         .limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
     response = render_template("my_drawings.html", active="mine", rows=rows, total=total, page=page, pages=pages,
-                               form=DeleteForm(), retention=current_app.config["PREDICTION_RETENTION"])
+                               form=DeleteForm(), retention=current_app.config["PREDICTION_RETENTION"],
+                               class_names=_class_names(rows))
     # A page of one person's drawings is theirs alone: no shared cache may keep it.
     return response, 200, {"Cache-Control": "private, no-store"}
+
+
+def _class_names(rows: list[Drawing]) -> dict[int, list[str]]:
+    """Each shown label set's classes in the reader's language: a cat is shown as "cat", not as its index."""
+    language = str(get_locale() or "en")
+    return {set_id: by_id(set_id).display_names(language) for set_id in {row.label_set_id for row in rows}}
 
 
 @bp.post("/my-drawings/<drawing_id>/delete")

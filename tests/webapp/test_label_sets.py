@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+import re
 
 import numpy as np
 import pytest
@@ -266,3 +267,14 @@ def test_admins_create_and_close_sets_from_their_page(app, client, runner, shape
     export = client.get("/api/v1/dataset/export?format=npz&label_set=shapes", headers={"X-CSRFToken": csrf})
     assert export.status_code == 200 and export.headers["X-Dataset-Rows"] == "0"  # none confirmed yet
     export.close()  # a streamed export holds its snapshot (and an app context) until closed
+
+
+def test_my_drawings_names_a_sets_classes(app, client, shapes):
+    """A contributor's page shows a shape's class name in their language, and digits as digits."""
+    contribute(client, "shapes", 1)
+    assert client.post("/api/v1/drawings", json={"image": shape_png("circle", 99), "label": 7}).status_code == 201
+    page = client.get("/my-drawings")
+    labels = re.findall(r"<strong data-label>([^<]*)</strong>", page.text)
+    assert sorted(labels) == sorted([*SHAPES, "7"])
+    japanese = client.get("/my-drawings", headers={"Accept-Language": "ja"})
+    assert "<strong data-label>さんかく</strong>" in japanese.text
