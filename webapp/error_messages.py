@@ -36,6 +36,7 @@ MESSAGES = {
     "unknown_label_set": _l("That label set does not exist."),
     "invalid_file": _l("The file is damaged or not in the format given."),
     "file_too_large": _l("The file is too large to import."),
+    "import_conflict": _l("Another import of the same drawings was running. Run this one again."),
     # The drawing itself (training/preprocess.py).
     "missing_image": _l("No drawing was sent."),
     "invalid_image": _l("The drawing could not be read as an image."),

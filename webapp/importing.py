@@ -13,7 +13,7 @@ from itertools import islice
 from pathlib import Path
 
 from flask import current_app
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from training.preprocess import PreprocessError, preprocess
@@ -25,7 +25,7 @@ from webapp.extensions import db
 from webapp.formats import IMPORT_FORMATS, FormatError, Item, NpyReader, NpzReader, ZipReader
 from webapp.quickdraw import NdjsonReader
 from webapp.runs import maybe_trigger_automatically
-from webapp.models import Drawing, new_id, utcnow
+from webapp.models import Drawing, LabelSet, new_id, utcnow
 from webapp.storage import StorageError, get_store
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,8 @@ IMPORT_STATUSES = ("confirmed", "pending")
 # One transaction and one round of object writes: big enough that commits cost little per row,
 # small enough that a batch's rows and images sit in memory comfortably.
 BATCH_ROWS = 2000
+# How often a batch is looked at again when another import stores the same drawings first.
+RACE_ATTEMPTS = 3
 TICK = timedelta(microseconds=1)
 
 
@@ -144,23 +146,46 @@ class _Batcher:
 
     def store(self, items: list[Item]) -> tuple[int, int]:
         """Store one batch: objects first, then its rows in one commit. (imported, duplicates)."""
-        fresh, duplicates = self._new_items(items)
-        if not fresh:
-            return 0, duplicates
-        rows, objects, counts = self._rows(fresh)
-        written = self._write(objects)
-        try:
-            db.session.execute(insert(Drawing.__table__), rows)
-            db.session.commit()
-        except SQLAlchemyError as exc:
-            db.session.rollback()
+        for _ in range(RACE_ATTEMPTS):
+            fresh, duplicates = self._new_items(items)
+            if not fresh:
+                return 0, duplicates
+            rows, objects, counts = self._rows(fresh)
+            written = self._write(objects)
+            try:
+                inserted = self._insert_unless_taken(rows)
+            except SQLAlchemyError as exc:
+                db.session.rollback()
+                self._delete(written)
+                log.warning("import batch failed: %s", exc)
+                raise ServiceError(503, "database_unavailable",
+                                   self._refusal("the database refused a batch")) from exc
+            if inserted:
+                self.holdout_counts = counts
+                self.seen.update(digest for _, digest, _ in fresh)
+                self.imported += len(rows)
+                return len(rows), duplicates
+            # Another import stored some of these drawings while this batch's objects were written:
+            # those objects go, and the batch is looked at again (its duplicates are skipped then).
             self._delete(written)
-            log.warning("import batch failed: %s", exc)
-            raise ServiceError(503, "database_unavailable", self._refusal("the database refused a batch")) from exc
-        self.holdout_counts = counts
-        self.seen.update(digest for _, digest, _ in fresh)
-        self.imported += len(rows)
-        return len(rows), duplicates
+        raise ServiceError(409, "import_conflict", self._refusal("other imports of the same drawings kept "
+                                                                 "overtaking this one; run it again"))
+
+    def _insert_unless_taken(self, rows: list[dict]) -> bool:
+        """Insert the batch's rows and commit, unless one of their images was stored since _new_items
+        looked (then nothing is written and False returned). Locking the set's row first makes the last
+        look and the insert one step for every import into the set: PostgreSQL holds the row lock, SQLite
+        the database's write lock, until the commit."""
+        db.session.execute(update(LabelSet.__table__).where(LabelSet.id == self.label_set_id)
+                           .values(name=LabelSet.name))
+        taken = db.session.scalar(select(func.count()).select_from(Drawing).where(
+            Drawing.sha256.in_([row["sha256"] for row in rows]), Drawing.label_set_id == self.label_set_id))
+        if taken:
+            db.session.rollback()
+            return False
+        db.session.execute(insert(Drawing.__table__), rows)
+        db.session.commit()
+        return True
 
     def _refusal(self, what: str) -> str:
         return _stopped(what, batcher=self)

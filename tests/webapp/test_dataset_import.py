@@ -6,6 +6,7 @@ import csv
 import hashlib
 import io
 import json
+import threading
 import zipfile
 
 import numpy as np
@@ -475,3 +476,31 @@ def test_ndjson_without_a_final_newline_is_whole_but_a_line_cut_short_is_not(app
     assert "line 3 is not JSON" in refused(app, path, "quickdraw-ndjson")
     monkeypatch.setattr(quickdraw, "MAX_LINE_BYTES", 100)
     assert "line 1 is longer than 100 bytes" in refused(app, path, "quickdraw-ndjson")
+
+
+def test_an_import_overtaken_by_another_of_the_same_drawings_stores_them_once(app, tmp_path, monkeypatch):
+    """Two imports of one file at once: the one that commits second finds the drawings taken at its
+    last look, removes the objects it wrote and counts them as duplicates."""
+    from webapp import importing
+
+    path = tmp_path / "3.npy"
+    np.save(path, bitmaps(20))
+    real_write = importing._Batcher._write
+    other = []
+
+    def write(self, objects):
+        written = real_write(self, objects)
+        if not other:  # the first batch's objects are written: the other import runs to its end now
+            other.append(None)
+            thread = threading.Thread(target=lambda: other.append(import_file(app, path, "quickdraw-npy")))
+            thread.start()
+            thread.join()
+        return written
+
+    monkeypatch.setattr(importing._Batcher, "_write", write)
+    result = import_file(app, path, "quickdraw-npy")
+    assert other[1].imported == 20
+    assert (result.imported, result.duplicates) == (0, 20)
+    assert drawing_count(app) == 20
+    rows, objects = stored_drawing_keys(app)
+    assert rows == objects and len(objects) == 20
