@@ -13,7 +13,7 @@ from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import aliased
 
 from webapp.extensions import db
-from webapp.models import DIGITS_ID, Drawing, Prediction, TrainingRun, utcnow
+from webapp.models import DIGITS_ID, Drawing, Prediction, utcnow
 
 AUTO_CONFIRMED = "auto-confirmed (AUTO_CONFIRM)"
 AGREEMENT_CONFIRMED = "label agrees with the CNN"
@@ -70,14 +70,11 @@ def _guard_client(drawing: Drawing, *, cnn_label: int | None, cnn_confidence: fl
         labelled += 1
         contradicted += int(cnn_label != drawing.label)
     if labelled >= config["QUARANTINE_MIN_LABELS"] and contradicted > config["QUARANTINE_DISAGREEMENT"] * labelled:
-        last_run = db.session.scalar(select(func.max(TrainingRun.started_at)))
-        recall = (update(Drawing).where(
-            Drawing.client_id == drawing.client_id, Drawing.status == "confirmed",
+        # Back to review: what the policy confirmed that no run of its set has taken into a batch.
+        db.session.execute(update(Drawing).where(
+            Drawing.client_id == drawing.client_id, Drawing.status == "confirmed", Drawing.batched_at.is_(None),
             _confirmed_by_policy())
             .values(status="pending", confirmed_at=None, status_reason=QUARANTINED))
-        if last_run is not None:
-            recall = recall.where(Drawing.confirmed_at > last_run)
-        db.session.execute(recall)
         drawing.status_reason = QUARANTINED
         return True
     since = utcnow() - timedelta(days=1)

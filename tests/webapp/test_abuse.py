@@ -8,7 +8,7 @@ import redis
 from sqlalchemy import func, select
 
 from webapp.extensions import db
-from webapp.models import Drawing
+from webapp.models import Drawing, LabelSet
 from webapp.visitors import CLIENT_COOKIE, client_id_from_cookie
 
 REDIS_URL = "redis://127.0.0.1:6379/12"  # test_celery uses db 11
@@ -122,10 +122,15 @@ def test_production_adds_hsts_and_secure_cookies(database_url, object_root, tmp_
     assert client.get("/healthz", headers={"X-Forwarded-Proto": "http"}).status_code in (200, 503)
 
 
-def test_a_flood_of_wrong_labels_from_one_client_never_reaches_training(app, client, canvas_drawings, mnist):
+@pytest.mark.parametrize("other_set_trains", [False, True])
+def test_a_flood_of_wrong_labels_from_one_client_never_reaches_training(app, client, runner, canvas_drawings, mnist,
+                                                                        other_set_trains):
+    """With another label set's run started during the flood (``other_set_trains``), the drawings
+    confirmed before it are recalled too: that run trains none of them."""
     from training.devset import generate
 
     from webapp.config import from_environment
+    from webapp.models import TrainingRun, utcnow
 
     defaults = from_environment({})
     app.config.update(AUTO_CONFIRM=True, RETRAIN_EVERY=0, **{key: defaults[key] for key in (
@@ -135,7 +140,13 @@ def test_a_flood_of_wrong_labels_from_one_client_never_reaches_training(app, cli
     honest = app.test_client()
     for drawing in drawings[:5]:
         assert honest.post("/api/v1/drawings", json={"image": drawing.data_url, "label": drawing.label}).status_code == 201
-    for drawing in drawings:
+    for index, drawing in enumerate(drawings):
+        if other_set_trains and index == 3:
+            assert runner.invoke(args=["label-sets", "create", "flood-shapes", "--classes", "a,b"]).exit_code == 0
+            with app.app_context():
+                other = db.session.scalar(select(LabelSet.id).where(LabelSet.slug == "flood-shapes"))
+                db.session.add(TrainingRun(label_set_id=other, status="running", started_at=utcnow()))
+                db.session.commit()
         response = client.post("/api/v1/drawings", json={"image": drawing.data_url, "label": (drawing.label + 1) % 10})
         assert response.status_code == 201
     with app.app_context():
