@@ -183,14 +183,18 @@ def test_a_silent_run_is_failed_instead_of_blocking_forever(app, client, admin_t
 
 def test_fine_tuning_keeps_mnist_and_a_clear_improvement_is_promoted(mnist, tiny_models):
     """The library on its own: the tiny parent is undertrained, so a few epochs on 1,500 more
-    digits must fix clearly more of a holdout than they break, and the paired gate promotes."""
+    digits must fix clearly more of a holdout than they break, and the paired gate promotes.
+
+    The holdout is 3,000 digits: the parent misses only ~4 % of them, and on 500 the ~1-point
+    gain was a handful of drawings (5 fixed, 1 broken: p = 0.11), promoted or not by how a
+    machine's arithmetic rounded the tiny parent's training."""
     import keras
 
     from training.finetune import FineTuneConfig, Samples, fine_tune, judge
 
     root, versions = tiny_models
     rng = np.random.default_rng(0)
-    pick = rng.choice(len(mnist.x_val), 2000, replace=False)
+    pick = rng.choice(len(mnist.x_val), 4500, replace=False)
     new = Samples(mnist.x_val[pick[:1500]], mnist.y_val[pick[:1500]])
     holdout = Samples(mnist.x_val[pick[1500:]], mnist.y_val[pick[1500:]])
     updates = []
@@ -204,8 +208,8 @@ def test_fine_tuning_keeps_mnist_and_a_clear_improvement_is_promoted(mnist, tiny
     assert holdout_counts["fixed"] > holdout_counts["broken"], decision.reason
     assert decision.promote, decision.reason
     assert "better on the holdout set" in decision.reason
-    assert after["holdout_size"] == before["holdout_size"] == 500
-    assert sum(map(sum, after["holdout_confusion"])) == 500
+    assert after["holdout_size"] == before["holdout_size"] == 3000
+    assert sum(map(sum, after["holdout_confusion"])) == 3000
 
 
 def test_hot_swap_under_concurrent_predictions(app, admin_token, tiny_models, many_drawings):
