@@ -46,6 +46,13 @@ class FineTuneConfig:
     # users' habits would weigh too much, and the statistics from training are kept.
     calibration_minimum: int = 200
     calibration_limit: int = 1000
+    # Base training's augmentation (rotation, shear, stroke width, elastic for the FNN) on the mix.
+    augment: bool = True
+    # Learning without forgetting: each replayed image (MNIST, older drawings) is trained toward
+    # this blend of its label and the parent's own answer, so the network keeps reading what it
+    # read well (the reference set's writers among them) while the new drawings pull it on.
+    # 0 trains on the labels alone.
+    distillation: float = 0.0
 
 
 # What differs per network, chosen with make bench-continual over eight seeds (README,
@@ -121,12 +128,28 @@ def fine_tune(keras_path: Path, *, name: str, new: Samples, replay: Samples, mni
     base: TrainConfig = CONFIGS[name]
     train_config = replace(base, epochs=config.epochs, learning_rate=config.learning_rate,
                            optimizer=config.optimizer, batch_size=min(base.batch_size, 128))
+    if not config.augment:
+        train_config = replace(train_config, augmentation=None)
+    targets = mix.y
+    if config.distillation > 0:
+        targets = distillation_targets(model, mix, learned=len(new) * config.new_repeats, weight=config.distillation)
     callbacks = [_ProgressCallback(progress, config.epochs, name)] if progress else []
-    fit(model, mix.x, mix.y, config=train_config, seed=seed, callbacks=callbacks, verbose=0)
+    fit(model, mix.x, targets, config=train_config, seed=seed, callbacks=callbacks, verbose=0)
     drawings = calibration_drawings(new=new, replay=replay, config=config, rng=np.random.default_rng(seed))
     if len(drawings):
         recalibrate_batch_norm(model, drawings, spatial_only=True)
     return model
+
+
+def distillation_targets(parent: keras.Model, mix: Samples, *, learned: int, weight: float) -> np.ndarray:
+    """Soft targets (N, classes) for ``mix``: its first ``learned`` rows (the new drawings) are
+    their labels; every later row is ``weight`` of ``parent``'s answer and the rest its label."""
+    classes = int(parent.output_shape[-1])
+    targets = np.eye(classes, dtype=np.float32)[mix.y.astype(np.int64)]
+    if learned < len(mix):
+        answers = parent.predict(to_model_input(mix.x[learned:]), batch_size=1000, verbose=0)
+        targets[learned:] = (1.0 - weight) * targets[learned:] + weight * answers.astype(np.float32)
+    return targets
 
 
 def calibration_drawings(*, new: Samples, replay: Samples, config: FineTuneConfig,
