@@ -81,13 +81,16 @@ def compile_model(model: keras.Model, config: TrainConfig, steps: int, *, soft_t
 
 
 def fit(model: keras.Model, x: np.ndarray, y: np.ndarray, *, config: TrainConfig, seed: int,
-        validation: tuple[np.ndarray, np.ndarray] | None = None, callbacks=(), verbose="auto") -> keras.Model:
+        validation: tuple[np.ndarray, np.ndarray] | None = None, callbacks=(), verbose="auto",
+        augmented: np.ndarray | None = None) -> keras.Model:
     """Train ``model`` in place on uint8 images ``x`` (N, 28, 28) and labels ``y``: class
-    indices (N,), or soft targets (N, classes) whose rows sum to 1."""
+    indices (N,), or soft targets (N, classes) whose rows sum to 1. ``augmented`` (N,) bool limits
+    the augmentation to those images."""
     batch_size = min(config.batch_size, len(x))
     steps = max(1, len(x) // batch_size)
     compile_model(model, config, steps, soft_targets=np.ndim(y) == 2)
-    dataset = training_dataset(x, y, batch_size=batch_size, seed=seed, spec=config.augmentation)
+    dataset = training_dataset(x, y, batch_size=batch_size, seed=seed, spec=config.augmentation,
+                               augmented=augmented)
     validation_data = (to_model_input(validation[0]), validation[1]) if validation is not None else None
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2

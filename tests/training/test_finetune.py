@@ -181,7 +181,7 @@ def test_distilled_replay_follows_the_parent_not_the_labels(tiny_models, mnist):
     new = Samples(mnist.x_val[:50], mnist.y_val[:50])
     agreement = {}
     for weight in (0.0, 1.0):
-        config = FineTuneConfig(epochs=2, mnist_minimum=1500, augment=False, distillation=weight)
+        config = FineTuneConfig(epochs=2, mnist_minimum=1500, augment="none", distillation=weight)
         model = fine_tune(path, name="fnn", new=new, replay=Samples.empty(), mnist=shifted, config=config)
         agreement[weight] = float(np.mean(predicted(model, mnist.x_test[:2000]) == parent))
     assert agreement[1.0] > 0.9
