@@ -112,18 +112,21 @@ def _warp(images: tf.Tensor, affine, displacement: tf.Tensor) -> tf.Tensor:
 
 
 def training_dataset(
-    x_uint8, y, *, batch_size: int, seed: int, spec: Augmentation | None
+    x_uint8, y, *, batch_size: int, seed: int, spec: Augmentation | None, augmented=None
 ) -> tf.data.Dataset:
-    """An endless, shuffled, augmented dataset of (images, labels) batches."""
-    images = tf.data.Dataset.from_tensor_slices((x_uint8, y))
+    """An endless, shuffled, augmented dataset of (images, labels) batches; with ``augmented``
+    (one bool per image), only those images are augmented."""
+    chosen = tf.ones([len(x_uint8)], tf.bool) if augmented is None else tf.constant(augmented, tf.bool)
+    images = tf.data.Dataset.from_tensor_slices((x_uint8, y, chosen))
     dataset = images.shuffle(len(x_uint8), seed=seed, reshuffle_each_iteration=True).repeat()
     dataset = dataset.batch(batch_size, drop_remainder=True).enumerate()
 
-    def prepare(step, pair):
-        x, labels = pair
+    def prepare(step, triple):
+        x, labels, pick = triple
         x = tf.cast(x, tf.float32)[..., tf.newaxis] / 255.0
         if spec is not None:
-            x = augment_batch(x, tf.stack([tf.constant(seed, tf.int64), step]), spec)
+            varied = augment_batch(x, tf.stack([tf.constant(seed, tf.int64), step]), spec)
+            x = varied if augmented is None else tf.where(pick[:, tf.newaxis, tf.newaxis, tf.newaxis], varied, x)
         return x, labels
 
     return dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(2)

@@ -59,7 +59,7 @@ def set_seed(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def compile_model(model: keras.Model, config: TrainConfig, steps: int) -> None:
+def compile_model(model: keras.Model, config: TrainConfig, steps: int, *, soft_targets: bool = False) -> None:
     total = max(1, steps * config.epochs)
     if config.optimizer == "sgd":
         # Adam scales each weight's step to about the learning rate whatever its gradient, so on a
@@ -75,17 +75,22 @@ def compile_model(model: keras.Model, config: TrainConfig, steps: int) -> None:
         ))
     else:
         raise ValueError(f"unknown optimizer {config.optimizer!r}; expected 'adam' or 'sgd'")
-    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                  jit_compile=config.jit_compile)
+    # Soft targets (one probability per class, as distillation gives) need the dense loss.
+    loss = "categorical_crossentropy" if soft_targets else "sparse_categorical_crossentropy"
+    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], jit_compile=config.jit_compile)
 
 
 def fit(model: keras.Model, x: np.ndarray, y: np.ndarray, *, config: TrainConfig, seed: int,
-        validation: tuple[np.ndarray, np.ndarray] | None = None, callbacks=(), verbose="auto") -> keras.Model:
-    """Train ``model`` in place on uint8 images ``x`` (N, 28, 28) and labels ``y``."""
+        validation: tuple[np.ndarray, np.ndarray] | None = None, callbacks=(), verbose="auto",
+        augmented: np.ndarray | None = None) -> keras.Model:
+    """Train ``model`` in place on uint8 images ``x`` (N, 28, 28) and labels ``y``: class
+    indices (N,), or soft targets (N, classes) whose rows sum to 1. ``augmented`` (N,) bool limits
+    the augmentation to those images."""
     batch_size = min(config.batch_size, len(x))
     steps = max(1, len(x) // batch_size)
-    compile_model(model, config, steps)
-    dataset = training_dataset(x, y, batch_size=batch_size, seed=seed, spec=config.augmentation)
+    compile_model(model, config, steps, soft_targets=np.ndim(y) == 2)
+    dataset = training_dataset(x, y, batch_size=batch_size, seed=seed, spec=config.augmentation,
+                               augmented=augmented)
     validation_data = (to_model_input(validation[0]), validation[1]) if validation is not None else None
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2

@@ -70,3 +70,16 @@ def test_training_dataset_is_reproducible(mnist):
     np.testing.assert_array_equal(x1.numpy(), x2.numpy())
     np.testing.assert_array_equal(y1.numpy(), y2.numpy())
     assert not np.array_equal(x1.numpy(), x3.numpy())
+
+
+def test_training_dataset_augments_only_the_images_it_is_told_to(mnist):
+    """Fine-tuning varies the new drawings and replays MNIST as it is."""
+    x, count = mnist.x_train[:128], 128
+    # The label is each image's index, so a batch says which images it holds.
+    dataset = training_dataset(x, np.arange(count), batch_size=count, seed=3, spec=Augmentation(),
+                               augmented=np.arange(count) < 32)
+    images, indices = (value.numpy() for value in next(iter(dataset)))
+    clean = x[indices].astype(np.float32)[..., None] / 255.0
+    chosen = indices < 32
+    np.testing.assert_array_equal(images[~chosen], clean[~chosen])
+    assert all(not np.allclose(images[i], clean[i]) for i in np.flatnonzero(chosen))

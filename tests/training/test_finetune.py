@@ -146,3 +146,43 @@ def test_a_fine_tuned_network_serves_with_statistics_of_the_confirmed_drawings(t
                     replay=Samples.empty(), mnist=mnist, config=config)
     inputs = keras.Model(few.inputs, _bn_layers(few)[0].input).predict(to_model_input(new.x[:20]), verbose=0)
     assert not np.allclose(np.array(_bn_layers(few)[0].moving_mean), inputs.mean(axis=(0, 1, 2)), atol=1e-3)
+
+
+def test_distillation_targets_keep_new_drawings_on_their_labels_and_blend_replay_with_the_parent(tiny_models, mnist):
+    import keras
+
+    from training.finetune import distillation_targets
+    from training.preprocess import to_model_input
+
+    _, versions = tiny_models
+    parent = keras.models.load_model(versions["fnn"].keras_path)
+    mix = Samples(mnist.x_val[:60], mnist.y_val[:60])
+    targets = distillation_targets(parent, mix, learned=20, weight=0.75)
+    assert targets.shape == (60, 10)
+    np.testing.assert_allclose(targets.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(targets[:20], np.eye(10)[mix.y[:20]])
+    answers = parent.predict(to_model_input(mix.x[20:]), verbose=0)
+    np.testing.assert_allclose(targets[20:], 0.25 * np.eye(10)[mix.y[20:]] + 0.75 * answers, atol=1e-5)
+
+
+def test_distilled_replay_follows_the_parent_not_the_labels(tiny_models, mnist):
+    """MNIST replayed with every label wrong (shifted by one) teaches the shift; replayed toward
+    the parent's own answers (distillation 1), it keeps the network reading what its parent read."""
+    from dataclasses import replace
+
+    import keras
+
+    from training.finetune import fine_tune, predicted
+
+    _, versions = tiny_models
+    path = versions["fnn"].keras_path
+    parent = predicted(keras.models.load_model(path), mnist.x_test[:2000])
+    shifted = replace(mnist, y_train=((mnist.y_train + 1) % 10).astype(np.uint8))
+    new = Samples(mnist.x_val[:50], mnist.y_val[:50])
+    agreement = {}
+    for weight in (0.0, 1.0):
+        config = FineTuneConfig(epochs=2, mnist_minimum=1500, augment="none", distillation=weight)
+        model = fine_tune(path, name="fnn", new=new, replay=Samples.empty(), mnist=shifted, config=config)
+        agreement[weight] = float(np.mean(predicted(model, mnist.x_test[:2000]) == parent))
+    assert agreement[1.0] > 0.9
+    assert agreement[0.0] < agreement[1.0] - 0.2
