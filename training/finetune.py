@@ -56,6 +56,11 @@ class FineTuneConfig:
     # 0 trains on the labels alone.
     distillation: float = 0.0
 
+    def __post_init__(self):
+        # Checked here so that a bad setting fails before a model is loaded or a mix is drawn.
+        if self.augment not in ("all", "new", "none"):
+            raise ValueError(f"augment must be 'all', 'new' or 'none', got {self.augment!r}")
+
 
 # What differs per network, chosen with make bench-continual (README, "Continual learning").
 # The CNN keeps MNIST with as many MNIST images as drawings. The FNN's answers on other
@@ -131,8 +136,6 @@ def fine_tune(keras_path: Path, *, name: str, new: Samples, replay: Samples, mni
     base: TrainConfig = CONFIGS[name]
     train_config = replace(base, epochs=config.epochs, learning_rate=config.learning_rate,
                            optimizer=config.optimizer, batch_size=min(base.batch_size, 128))
-    if config.augment not in ("all", "new", "none"):
-        raise ValueError(f"augment must be 'all', 'new' or 'none', got {config.augment!r}")
     if config.augment == "none":
         train_config = replace(train_config, augmentation=None)
     learned = len(new) * config.new_repeats  # the mix starts with the new drawings

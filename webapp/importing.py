@@ -178,9 +178,7 @@ class _Batcher:
         the database's write lock, until the commit."""
         db.session.execute(update(LabelSet.__table__).where(LabelSet.id == self.label_set_id)
                            .values(name=LabelSet.name))
-        taken = db.session.scalar(select(func.count()).select_from(Drawing).where(
-            Drawing.sha256.in_([row["sha256"] for row in rows]), Drawing.label_set_id == self.label_set_id))
-        if taken:
+        if self._stored_digests([row["sha256"] for row in rows]):
             db.session.rollback()
             return False
         db.session.execute(insert(Drawing.__table__), rows)
@@ -199,13 +197,16 @@ class _Batcher:
             if digest not in self.seen and digest not in in_batch:
                 in_batch.add(digest)
                 candidates.append((item, digest, image))
-        stored = set(db.session.scalars(select(Drawing.sha256).where(
-            Drawing.sha256.in_([digest.hex() for _, digest, _ in candidates]),
-            Drawing.label_set_id == self.label_set_id))) if candidates else set()
+        stored = self._stored_digests([digest.hex() for _, digest, _ in candidates]) if candidates else set()
         db.session.rollback()  # end the read, so the batch's writes do not wait behind it
         fresh = [candidate for candidate in candidates if candidate[1].hex() not in stored]
         self.seen.update(bytes.fromhex(digest) for digest in stored)
         return fresh, len(items) - len(fresh)
+
+    def _stored_digests(self, digests: list[str]) -> set[str]:
+        """Which of these sha256 hex digests the set already has a drawing of."""
+        return set(db.session.scalars(select(Drawing.sha256).where(
+            Drawing.sha256.in_(digests), Drawing.label_set_id == self.label_set_id)))
 
     def _rows(self, fresh: list) -> tuple[list[dict], list[tuple[str, bytes, str]], dict]:
         counts = dict(self.holdout_counts or self._stored_holdout_counts())
