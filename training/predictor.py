@@ -6,6 +6,7 @@ small (~80 MB) and answers both models in well under a millisecond.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,8 +47,7 @@ class OnnxModel:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        source = str(model) if isinstance(model, Path) else model
-        self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+        self.session = _session(model, options)
         self.input_name = self.session.get_inputs()[0].name
         self.name = name
         self.version = version
@@ -71,6 +71,21 @@ class OnnxModel:
         rounded = [round(float(p), 6) for p in probabilities]
         return NetworkAnswer(label=label, confidence=rounded[label], probabilities=rounded,
                           model_version=self.version, latency_ms=round(elapsed, 3))
+
+
+def _session(model: bytes | str | Path, options: ort.SessionOptions) -> ort.InferenceSession:
+    """A CPU session; one given bytes is loaded from a private copy of them on disk.
+
+    ONNX Runtime's Python session keeps the bytes it was made from for as long as it lives (to
+    make itself again should a provider fail): a second copy of every weight beside the loaded
+    ones, in each web worker. Made from a file, it keeps only the path.
+    """
+    if not isinstance(model, bytes):
+        return ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    with tempfile.TemporaryDirectory(prefix="inkling-onnx-") as folder:
+        path = Path(folder) / ONNX_FILE
+        path.write_bytes(model)
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def _output_classes(session: ort.InferenceSession, *, name: str, version: int, expected: int | None) -> int:

@@ -48,6 +48,18 @@ def test_onnx_answers_as_keras_does(tiny_models, mnist):
         np.testing.assert_allclose(served.sum(axis=1), 1.0, atol=1e-5)
 
 
+def test_a_model_made_from_bytes_keeps_no_copy_of_them(tiny_models, mnist):
+    """The registry hands sessions the bytes it read from the store: they must not outlive the load."""
+    _, versions = tiny_models
+    batch = to_model_input(mnist.x_test[:50])
+    for stored in versions.values():
+        data = (stored.path / ONNX_FILE).read_bytes()
+        references = sys.getrefcount(data)
+        model = OnnxModel(data, name=stored.name, version=stored.version)
+        assert sys.getrefcount(data) == references
+        np.testing.assert_array_equal(model.probabilities(batch), OnnxModel.from_stored(stored).probabilities(batch))
+
+
 def test_predictor_answers_both_models_for_one_drawing(tiny_models, mnist):
     root, _ = tiny_models
     predictor = Predictor.from_directory(root)
