@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from sqlalchemy import Engine, func, select
-from stream_zip import NO_COMPRESSION_64, ZIP_64, stream_zip
 
 from webapp.extensions import db
 from webapp.label_sets import by_id
@@ -153,6 +152,8 @@ class DatasetExport:
         return zip_archive(self._npz_members(), modified_at=self.opened_at)
 
     def _npz_members(self) -> Iterator[tuple]:
+        from stream_zip import ZIP_64
+
         # The zip takes one member at a time, and reads a member's chunks to the end before it
         # asks for the next: so y and holdout are complete once x has been written.
         labels, holdout = bytearray(), bytearray()
@@ -196,6 +197,8 @@ class DatasetExport:
             yield from zip_archive(self._image_members(manifest), modified_at=self.opened_at)
 
     def _image_members(self, manifest) -> Iterator[tuple]:
+        from stream_zip import NO_COMPRESSION_64, ZIP_64
+
         writer = csv.writer(manifest)
         writer.writerow(MANIFEST_FIELDS)
         columns = (Drawing.id, Drawing.label, Drawing.source, Drawing.holdout, Drawing.created_at,
@@ -237,8 +240,11 @@ def zip_archive(members: Iterable[tuple], *, modified_at: datetime) -> Iterator[
 
     stream-zip keeps one small directory record per member until the end, so 50,000 PNGs
     cost a few MB (README: make bench-export); deflated members carry a data descriptor,
-    stored ones (ready-made PNGs) their sizes up front.
+    stored ones (ready-made PNGs) their sizes up front. Imported only when an export runs:
+    stream-zip brings PyCryptodome and cffi (~3 MB) into every web worker otherwise.
     """
+    from stream_zip import stream_zip
+
     return stream_zip(((name, modified_at, FILE_MODE, method, chunks) for name, method, chunks in members),
                       chunk_size=max(FLUSH_BYTES, MIN_BLOCK_BYTES), extended_timestamps=False,
                       get_compressobj=lambda: zlib.compressobj(COMPRESS_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS))
