@@ -358,3 +358,15 @@ def test_the_ink_around_the_drawing_is_read_as_the_whole_canvas_would_be(size, b
         whole = Image.new("L", canvas_size)
         whole.paste(signal, corner)
         assert np.array_equal(_digit_ink(signal, corner, canvas_size), _digit_ink(whole, (0, 0), canvas_size))
+
+
+def test_the_3x3_filter_matches_nine_shifted_copies_of_the_edge_padded_image():
+    from training.preprocess import _filter3x3
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        values = rng.random((rng.integers(1, 30), rng.integers(1, 30))).astype(np.float32)
+        padded, (rows, cols) = np.pad(values, 1, mode="edge"), values.shape
+        for reduce in (np.maximum, np.minimum):
+            expected = reduce.reduce([padded[dy:dy + rows, dx:dx + cols] for dy in range(3) for dx in range(3)])
+            assert np.array_equal(_filter3x3(values, reduce), expected)
