@@ -333,7 +333,13 @@ def _ink_signal(image: Image.Image) -> tuple[Image.Image, tuple[int, int], tuple
     # Ink is whatever differs from the paper, taken as the commonest colour of the border;
     # that serves either polarity, coloured ink and grey paper alike.
     paper = tuple(int(c) for c in np.median(border, axis=0))
-    difference, corner = _inked_cells(ImageChops.difference(rgb, Image.new("RGB", size, paper)), size)
+    if paper == (255, 255, 255):  # white paper, the commonest: the distance is the negative
+        distance = ImageChops.invert(rgb)
+    elif paper == (0, 0, 0):
+        distance = rgb
+    else:
+        distance = ImageChops.difference(rgb, Image.new("RGB", size, paper))
+    difference, corner = _inked_cells(distance, size)
     red, green, blue = difference.split()
     return ImageChops.lighter(ImageChops.lighter(red, green), blue), corner, size
 
