@@ -49,6 +49,7 @@ class OnnxModel:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = _session(model, options)
         self.input_name = self.session.get_inputs()[0].name
+        self.output_names = [output.name for output in self.session.get_outputs()]
         self.name = name
         self.version = version
         self.num_classes = _output_classes(self.session, name=name, version=version, expected=num_classes)
@@ -59,16 +60,20 @@ class OnnxModel:
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """(N, 28, 28, 1) float32 in [0, 1] -> (N, num_classes) probabilities."""
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, np.float32)})[0]
+        return self.session.run(self.output_names, {self.input_name: np.ascontiguousarray(batch, np.float32)})[0]
 
     def predict(self, pixels: np.ndarray) -> NetworkAnswer:
         """One preprocessed drawing, (28, 28) uint8, as stored and as serving sees it."""
+        return self.answer(to_model_input(pixels))
+
+    def answer(self, model_input: np.ndarray) -> NetworkAnswer:
+        """The answer for one drawing already in the networks' input form (:func:`to_model_input`)."""
         start = time.perf_counter()
-        probabilities = self.probabilities(to_model_input(pixels))[0]
+        probabilities = self.probabilities(model_input)[0]
         elapsed = (time.perf_counter() - start) * 1000
         label = int(np.argmax(probabilities))
         # Six decimals is plenty for people and keeps JSON and database rows small.
-        rounded = [round(float(p), 6) for p in probabilities]
+        rounded = [round(p, 6) for p in probabilities.tolist()]
         return NetworkAnswer(label=label, confidence=rounded[label], probabilities=rounded,
                           model_version=self.version, latency_ms=round(elapsed, 3))
 
@@ -117,4 +122,5 @@ class Predictor:
         return cls(models)
 
     def predict(self, pixels: np.ndarray) -> dict[str, NetworkAnswer]:
-        return {name: model.predict(pixels) for name, model in self.models.items()}
+        model_input = to_model_input(pixels)
+        return {name: model.answer(model_input) for name, model in self.models.items()}

@@ -125,7 +125,7 @@ def preprocess(payload: bytes | str, *, max_bytes: int | None = None) -> Preproc
     Raises a :class:`PreprocessError` subclass for anything that is not a usable drawing.
     """
     upload, image = open_upload(payload, max_bytes=max_bytes)
-    return Preprocessed(pixels=_normalise(_digit_ink(_ink_signal(image))), upload=upload)
+    return Preprocessed(pixels=_normalise(_digit_ink(*_ink_signal(image))), upload=upload)
 
 
 def normalise_ink(ink: np.ndarray) -> np.ndarray:
@@ -278,11 +278,36 @@ def _png_pixel_chunks(raw: bytes) -> bytes:
             return b"".join(kept)
 
 
-def _ink_signal(image: Image.Image) -> Image.Image:
-    """An 8-bit map of how far each pixel is from the paper: 0 is paper, 255 the strongest ink.
+def _grid_cell(width: int, height: int) -> int:
+    """The side in pixels of the coarse grid's cells (about 32 a side) that parts are found on."""
+    return max(1, math.ceil(max(width, height) / 32))
+
+
+def _inked_cells(signal: Image.Image, size: tuple[int, int]) -> tuple[Image.Image, tuple[int, int]]:
+    """The grid cells around the non-zero pixels of ``signal`` (a canvas of ``size``), one more
+    on each side, cut out: the image and its top-left corner on the canvas.
+
+    Everywhere else the signal, and so the ink, is 0: what follows reads a few cells instead
+    of the whole canvas and gets the same numbers. The cut starts on a cell boundary and ends
+    on one or at the canvas's edge, so each cell is reduced over the same pixels.
+    """
+    box = signal.getbbox()
+    if box is None:
+        raise EmptyDrawing("nothing is drawn: the image is blank")
+    (width, height), cell = size, _grid_cell(*size)
+    left, top = max(box[0] // cell - 1, 0) * cell, max(box[1] // cell - 1, 0) * cell
+    right = min((-(-box[2] // cell) + 1) * cell, width)
+    bottom = min((-(-box[3] // cell) + 1) * cell, height)
+    return signal.crop((left, top, right, bottom)), (left, top)
+
+
+def _ink_signal(image: Image.Image) -> tuple[Image.Image, tuple[int, int], tuple[int, int]]:
+    """An 8-bit map of how far each pixel is from the paper (0 is paper, 255 the strongest ink),
+    cut to the cells around the ink (:func:`_inked_cells`): the map, its corner and the canvas size.
 
     Pillow's C operations do the per-pixel work, which keeps a 600x300 canvas near a millisecond.
     """
+    size = image.size
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         values = np.asarray(image, dtype=np.float32)
         top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
@@ -294,25 +319,36 @@ def _ink_signal(image: Image.Image) -> Image.Image:
             histogram = alpha.histogram()
             if sum(histogram[128:]) < 0.5 * rgba.width * rgba.height:
                 # A canvas that was never filled: whatever is opaque is ink, in any colour.
-                return alpha
+                return *_inked_cells(alpha, size), size
             # Mostly opaque with transparent margins: flatten onto the paper's own colour.
             pixels = np.asarray(rgba)
             paper = np.median(pixels[pixels[..., 3] > 127][:, :3], axis=0)
             backdrop = Image.new("RGBA", rgba.size, tuple(int(c) for c in paper) + (255,))
             image = Image.alpha_composite(backdrop, rgba)
-    rgb = image.convert("RGB")
-    pixels = np.asarray(rgb)
-    border = np.concatenate([pixels[:2].reshape(-1, 3), pixels[-2:].reshape(-1, 3),
-                             pixels[:, :2].reshape(-1, 3), pixels[:, -2:].reshape(-1, 3)])
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    width, height = size
+    # The border's four strips alone go to NumPy, not the whole canvas.
+    border = np.concatenate([np.asarray(rgb.crop(strip)).reshape(-1, 3) for strip in (
+        (0, 0, width, 2), (0, height - 2, width, height), (0, 0, 2, height), (width - 2, 0, width, height))])
     # Ink is whatever differs from the paper, taken as the commonest colour of the border;
     # that serves either polarity, coloured ink and grey paper alike.
     paper = tuple(int(c) for c in np.median(border, axis=0))
-    red, green, blue = ImageChops.difference(rgb, Image.new("RGB", rgb.size, paper)).split()
-    return ImageChops.lighter(ImageChops.lighter(red, green), blue)
+    if paper == (255, 255, 255):  # white paper, the commonest: the distance is the negative
+        distance = ImageChops.invert(rgb)
+    elif paper == (0, 0, 0):
+        distance = rgb
+    else:
+        distance = ImageChops.difference(rgb, Image.new("RGB", size, paper))
+    difference, corner = _inked_cells(distance, size)
+    red, green, blue = difference.split()
+    return ImageChops.lighter(ImageChops.lighter(red, green), blue), corner, size
 
 
 def _ink_curve(signal: Image.Image) -> list[int]:
-    """A 256-entry table mapping the signal to ink: noise floor to 0, the stroke's core to 255."""
+    """A 256-entry table mapping the signal to ink: noise floor to 0, the stroke's core to 255.
+
+    The count of 0s (paper) never matters, so a cut-out of the signal gives the same table.
+    """
     histogram = np.asarray(signal.histogram(), dtype=np.int64)
     present = np.flatnonzero(histogram)
     peak = int(present[-1]) if present.size else 0
@@ -326,20 +362,24 @@ def _ink_curve(signal: Image.Image) -> list[int]:
     # JPEG ringing and paper grain sit well below the stroke's core.
     floor = 0.2 * core
     levels = np.clip((np.arange(256) - floor) / max(core - floor, 1e-3), 0, 1)
-    return [int(v) for v in np.rint(levels * 255)]
+    return np.rint(levels * 255).astype(np.int64).tolist()
 
 
-def _digit_ink(signal: Image.Image) -> np.ndarray:
+def _digit_ink(signal: Image.Image, corner: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
     """The ink of the digit, float32 in [0, 1], cropped to it, with stray specks removed.
 
+    ``signal`` is the part of a canvas of ``size`` at ``corner`` outside which it is 0
+    (:func:`_ink_signal`); the ink's histogram and grid come out as for the whole canvas.
     Connected parts are found on a coarse grid (about 32 cells a side); a part is kept if
     it is heavy or lies near the main part, so a 5's detached bar stays and a dot goes.
     """
     ink = signal.point(_ink_curve(signal))
-    width, height = ink.size
-    cell = max(1, math.ceil(max(width, height) / 32))
+    (width, height), cell = size, _grid_cell(*size)
     rows, cols = math.ceil(height / cell), math.ceil(width / cell)
-    mass = np.asarray(ink.reduce(cell), dtype=np.float32)[:rows, :cols]
+    mass = np.zeros((rows, cols), np.float32)
+    reduced = np.asarray(ink.reduce(cell), dtype=np.float32)
+    row0, col0 = corner[1] // cell, corner[0] // cell
+    mass[row0:row0 + reduced.shape[0], col0:col0 + reduced.shape[1]] = reduced
     occupied = mass > 2
     labels = _connected_components(occupied)
     count = int(labels.max())
@@ -350,7 +390,8 @@ def _digit_ink(signal: Image.Image) -> np.ndarray:
     # Cells at the edge of the kept box may hold ink of the neighbouring cell: widen by one.
     y0, x0 = max(top - 1, 0) * cell, max(left - 1, 0) * cell
     y1, x1 = min((bottom + 2) * cell, height), min((right + 2) * cell, width)
-    crop = np.asarray(ink.crop((x0, y0, x1, y1)), dtype=np.float32) / 255
+    crop = np.asarray(ink.crop((x0 - corner[0], y0 - corner[1], x1 - corner[0], y1 - corner[1])),
+                      dtype=np.float32) / 255
     if len(keep) < count:
         dropped = ~np.isin(labels, [index + 1 for index in keep]) & occupied
         cells = np.repeat(np.repeat(dropped, cell, axis=0), cell, axis=1)[y0:y1, x0:x1]
@@ -408,7 +449,9 @@ def _connected_components(occupied: np.ndarray) -> np.ndarray:
     this costs a fraction of a millisecond where per-cell passes cost several.
     """
     rows, cols = occupied.shape
-    edges = np.diff(np.pad(occupied, ((0, 0), (1, 1))).astype(np.int8), axis=1)
+    framed = np.zeros((rows, cols + 2), np.int8)  # an empty column either side (np.pad is slow on small grids)
+    framed[:, 1:-1] = occupied
+    edges = np.diff(framed, axis=1)
     run_rows, run_starts = np.nonzero(edges == 1)
     _, run_ends = np.nonzero(edges == -1)  # exclusive; same order as the starts
     parent = list(range(len(run_rows)))
@@ -518,10 +561,16 @@ def _fix_stroke_width(work: np.ndarray) -> np.ndarray:
 
 
 def _filter3x3(values: np.ndarray, reduce) -> np.ndarray:
-    padded = np.pad(values, 1, mode="edge")
-    rows, cols = values.shape
+    """The maximum (or minimum) of each pixel's 3x3 neighbourhood, the image's edge repeated outside.
+
+    Taken along rows, then along columns: the same numbers as the nine shifted copies of an
+    edge-padded image, in four operations. A repeated edge pixel never changes its own value,
+    so the edges need no padding.
+    """
     out = values.copy()
-    for dy in (0, 1, 2):
-        for dx in (0, 1, 2):
-            reduce(out, padded[dy:dy + rows, dx:dx + cols], out=out)
+    reduce(out[:, 1:], values[:, :-1], out=out[:, 1:])
+    reduce(out[:, :-1], values[:, 1:], out=out[:, :-1])
+    across = out.copy()
+    reduce(out[1:], across[:-1], out=out[1:])
+    reduce(out[:-1], across[1:], out=out[:-1])
     return out

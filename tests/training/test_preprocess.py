@@ -339,3 +339,34 @@ def test_component_labelling_matches_a_flood_fill():
         assert ours.max() == reference.max()
         # The same partition: each of our parts maps to exactly one of the reference's.
         assert len(set(zip(ours[occupied].tolist(), reference[occupied].tolist()))) == ours.max()
+
+
+@pytest.mark.parametrize("size, box", [
+    ((280, 280), None),
+    ((613, 299), (0, 0, 120, 298)),  # ink on the canvas's edges, sides not a whole number of cells
+    ((397, 401), (300, 320, 396, 400)),  # in the last, partial cells
+    ((600, 300), (250, 60, 350, 240)),
+])
+def test_the_ink_around_the_drawing_is_read_as_the_whole_canvas_would_be(size, box):
+    from training.preprocess import _digit_ink, _ink_signal
+
+    image = seven(size, box=box, width=9)
+    ImageDraw.Draw(image).ellipse([3, size[1] - 12, 12, size[1] - 3], fill=(0, 0, 0))  # a speck in a corner
+    for canvas in (image, Image.merge("RGBA", (*image.split(), image.convert("L").point(lambda v: 255 - v)))):
+        signal, corner, canvas_size = _ink_signal(canvas)
+        assert signal.size != canvas_size or box is None
+        whole = Image.new("L", canvas_size)
+        whole.paste(signal, corner)
+        assert np.array_equal(_digit_ink(signal, corner, canvas_size), _digit_ink(whole, (0, 0), canvas_size))
+
+
+def test_the_3x3_filter_matches_nine_shifted_copies_of_the_edge_padded_image():
+    from training.preprocess import _filter3x3
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        values = rng.random((rng.integers(1, 30), rng.integers(1, 30))).astype(np.float32)
+        padded, (rows, cols) = np.pad(values, 1, mode="edge"), values.shape
+        for reduce in (np.maximum, np.minimum):
+            expected = reduce.reduce([padded[dy:dy + rows, dx:dx + cols] for dy in range(3) for dx in range(3)])
+            assert np.array_equal(_filter3x3(values, reduce), expected)
