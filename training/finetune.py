@@ -190,18 +190,20 @@ def predicted(model: keras.Model, x: np.ndarray) -> np.ndarray:
 
 
 def judge(parent: keras.Model, candidate: keras.Model, *, mnist: Mnist | None, holdout: Samples,
-          reference: Samples, mnist_tolerance: float, num_classes: int = 10) -> tuple[dict, dict, Decision]:
+          reference: Samples, mnist_tolerance: float, mnist_first: float | None = None,
+          num_classes: int = 10) -> tuple[dict, dict, Decision]:
     """Both networks answer the same drawings; the paired gate (training.gate) decides.
 
     Returns the parent's and the candidate's metrics (accuracies, set sizes, the candidate's
     confusion matrix on the holdout) and the decision, whose checks hold the counts. Without
-    ``mnist`` (a label set other than digits) there is no MNIST check.
+    ``mnist`` (a label set other than digits) there is no MNIST check; ``mnist_first`` is the
+    MNIST accuracy of the version the parent's chain of fine-tunes started from, if known.
     """
     sets = {"holdout": (holdout.x, holdout.y), "reference": (reference.x, reference.y)}
     if mnist is not None:
         sets = {"mnist": (mnist.x_test, mnist.y_test), **sets}
     answers = {name: (y, predicted(parent, x), predicted(candidate, x)) for name, (x, y) in sets.items()}
-    decision = decide(answers, mnist_tolerance=mnist_tolerance)
+    decision = decide(answers, mnist_tolerance=mnist_tolerance, mnist_first=mnist_first)
 
     def metrics(which: int) -> dict:
         found = {"mnist_test_accuracy": float(np.mean(answers["mnist"][which] == mnist.y_test))} if mnist else {}

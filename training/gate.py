@@ -74,12 +74,14 @@ class Decision:
 
 
 def decide(sets: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], *, mnist_tolerance: float,
-           significance: float = SIGNIFICANCE) -> Decision:
+           mnist_first: float | None = None, significance: float = SIGNIFICANCE) -> Decision:
     """Promote only with evidence of improvement and no significant regression anywhere.
 
     ``sets`` maps a set's name ("mnist", "holdout", "reference") to (labels, parent's
     predictions, candidate's predictions); empty or missing sets are skipped. In order:
-    MNIST must not fall by more than ``mnist_tolerance`` (a fraction); no evidence set may get
+    MNIST must not fall by more than ``mnist_tolerance`` (a fraction) from the parent, nor
+    from ``mnist_first``, the MNIST accuracy of the version the chain of fine-tunes started
+    from (each promotion may lose a little, and those losses add up); no evidence set may get
     significantly worse; no digit, over the evidence sets together, may; and the candidate must
     be significantly better on at least one evidence set. The reason names the deciding check.
     """
@@ -90,11 +92,8 @@ def decide(sets: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], *, mnist_
     def verdict(promote: bool, why: str) -> Decision:
         return Decision(promote, f"{why} ({summary})" if summary else why, checks)
 
-    if (mnist := results.get("mnist")) is not None:
-        drop = (mnist.parent_right - mnist.candidate_right) / mnist.size
-        if drop > mnist_tolerance:
-            return verdict(False, f"MNIST test fell {drop * 100:.2f} points, more than the "
-                                  f"{mnist_tolerance * 100:.2f} allowed ({mnist.fixed} fixed, {mnist.broken} broken)")
+    if (mnist := results.get("mnist")) is not None and (why := _mnist_fall(mnist, mnist_tolerance, mnist_first)):
+        return verdict(False, why)
     evidence = [results[name] for name in EVIDENCE_SETS if name in results]
     for result in evidence:
         if result.p_worse < significance:
@@ -119,6 +118,19 @@ def decide(sets: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], *, mnist_
     best = min(better, key=lambda result: result.p_better)
     return verdict(True, f"better on the {best.name} set: {best.fixed} fixed against {best.broken} broken "
                          f"(p = {best.p_better:.3g})")
+
+
+def _mnist_fall(mnist: Paired, tolerance: float, first: float | None) -> str | None:
+    """Why the candidate's MNIST accuracy is too far below its parent's or the first version's, or None."""
+    drop = (mnist.parent_right - mnist.candidate_right) / mnist.size
+    if drop > tolerance:
+        return (f"MNIST test fell {drop * 100:.2f} points, more than the {tolerance * 100:.2f} allowed "
+                f"({mnist.fixed} fixed, {mnist.broken} broken)")
+    # ``first`` is a stored fraction: without the margin, exactly the tolerance could read as more.
+    if first is not None and (below := first - mnist.candidate_right / mnist.size) > tolerance + 1e-9:
+        return (f"MNIST test would be {below * 100:.2f} points below the first version's {first:.2%}, more than "
+                f"the {tolerance * 100:.2f} allowed over all promotions")
+    return None
 
 
 def chance_tail(successes: int, trials: int, chance: float) -> float:

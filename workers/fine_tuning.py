@@ -224,6 +224,7 @@ def _fine_tune_and_publish(run: TrainingRun, name: str, *, parent: ModelVersion,
         before, after, decision = judge(keras.models.load_model(parent_keras), candidate, mnist=mnist,
                                         holdout=data.holdout, reference=data.reference,
                                         mnist_tolerance=config["MNIST_TOLERANCE"],
+                                        mnist_first=first_mnist_accuracy(parent) if mnist is not None else None,
                                         num_classes=int(candidate.output_shape[-1]))
         promote, reason = decision.promote, decision.reason[:2000]
         _keep_first_judgment(parent, before)
@@ -235,6 +236,21 @@ def _fine_tune_and_publish(run: TrainingRun, name: str, *, parent: ModelVersion,
     return {"decision": "promoted" if promote else "rejected", "reason": reason, "version": row.version,
             "parent": parent.version, "before": before, "after": after, "checks": decision.checks,
             "new_samples": len(data.new)}
+
+
+def first_mnist_accuracy(version: ModelVersion) -> float | None:
+    """The MNIST test accuracy of the version ``version``'s chain of parents starts from (a base
+    version), as it was measured when that version was made; None if it has none."""
+    chain = {row.version: row for row in db.session.scalars(
+        select(ModelVersion).where(ModelVersion.label_set_id == version.label_set_id,
+                                   ModelVersion.name == version.name))}
+    seen = {version.version}
+    while version.parent_version is not None and version.parent_version in chain \
+            and version.parent_version not in seen:
+        version = chain[version.parent_version]
+        seen.add(version.version)
+    accuracy = (version.metrics or {}).get("mnist_test_accuracy")
+    return float(accuracy) if isinstance(accuracy, (int, float)) and not isinstance(accuracy, bool) else None
 
 
 def _keep_first_judgment(parent: ModelVersion, before: dict) -> None:

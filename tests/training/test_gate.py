@@ -64,6 +64,26 @@ def test_mnist_beyond_the_tolerance_rejects():
     assert decide({"mnist": within, "holdout": holdout}, mnist_tolerance=TOLERANCE).promote
 
 
+def test_mnist_losses_may_not_add_up_over_promotions():
+    # Each step 0.15 points below its parent: within the tolerance of one promotion. Two such
+    # steps would leave MNIST 0.30 points below where the chain of fine-tunes started.
+    holdout = answers(300, parent_wrong=list(range(40)), candidate_wrong=[])
+    second = answers(10000, parent_wrong=list(range(15)), candidate_wrong=list(range(30)))
+    first_accuracy = 1.0
+    decision = decide({"mnist": second, "holdout": holdout}, mnist_tolerance=TOLERANCE, mnist_first=first_accuracy)
+    assert not decision.promote
+    assert decision.reason.startswith("MNIST test would be 0.30 points below the first version's 100.00%")
+    assert decide({"mnist": second, "holdout": holdout}, mnist_tolerance=TOLERANCE).promote
+    first_step = answers(10000, parent_wrong=[], candidate_wrong=list(range(15)))
+    assert decide({"mnist": first_step, "holdout": holdout}, mnist_tolerance=TOLERANCE,
+                  mnist_first=first_accuracy).promote
+    # Exactly the tolerance below a stored figure (99.51 % -> 99.31 %) is allowed; a drawing more is not.
+    exactly = answers(10000, parent_wrong=list(range(60)), candidate_wrong=list(range(69)))
+    assert decide({"mnist": exactly, "holdout": holdout}, mnist_tolerance=TOLERANCE, mnist_first=0.9951).promote
+    beyond = answers(10000, parent_wrong=list(range(60)), candidate_wrong=list(range(70)))
+    assert not decide({"mnist": beyond, "holdout": holdout}, mnist_tolerance=TOLERANCE, mnist_first=0.9951).promote
+
+
 def test_one_digit_made_significantly_worse_rejects():
     labels = np.arange(1000) % 10
     sevens = np.flatnonzero(labels == 7)[:8]  # 8 sevens broken

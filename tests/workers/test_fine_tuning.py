@@ -7,6 +7,7 @@ from sqlalchemy import func, select
 from tests.webapp.test_retraining import contribute, fast_training, many_drawings, queued  # noqa: F401
 from webapp.extensions import db
 from webapp.models import Drawing, ModelVersion, TrainingRun
+from workers.fine_tuning import first_mnist_accuracy
 
 
 def test_a_run_fine_tunes_gates_and_publishes_both_networks(app, client, many_drawings, admin_token, queued,
@@ -100,3 +101,27 @@ def test_a_run_that_keeps_losing_its_worker_ends_failed(app, client, admin_token
         run = db.session.get(TrainingRun, run_id)
         assert run.status == "failed" and "lost 3 times" in run.error and run.lock is None
         assert db.session.scalar(select(func.count()).select_from(ModelVersion)) == 2  # only the v1s
+
+
+def test_the_mnist_figure_to_keep_is_the_first_version_of_the_chain(app):
+    with app.app_context():
+        base = db.session.scalar(select(ModelVersion).where(ModelVersion.name == "fnn", ModelVersion.version == 1))
+        base.metrics = {**base.metrics, "mnist_test_accuracy": 0.97}
+        for version, parent, accuracy in ((2, 1, 0.968), (3, 2, 0.966), (4, None, 0.5), (5, 4, 0.49)):
+            db.session.add(ModelVersion(name="fnn", version=version, parent_version=parent, status="rejected",
+                                        object_prefix=f"x/{version}/", onnx_sha256="0" * 64,
+                                        metrics={"mnist_test_accuracy": accuracy}))
+        db.session.add(ModelVersion(name="cnn", version=2, parent_version=1, status="rejected", object_prefix="y/",
+                                    onnx_sha256="0" * 64, metrics={"mnist_test_accuracy": 0.1}))
+        db.session.commit()
+        versions = {row.version: row for row in db.session.scalars(select(ModelVersion)
+                                                                      .where(ModelVersion.name == "fnn"))}
+        assert first_mnist_accuracy(versions[3]) == 0.97  # through v2 to the base, not the parent's 0.968
+        assert first_mnist_accuracy(versions[1]) == 0.97
+        assert first_mnist_accuracy(versions[5]) == 0.5  # another chain (an imported version) keeps its own
+        versions[2].parent_version = 3  # a broken record (a loop) ends the walk instead of hanging it
+        assert first_mnist_accuracy(versions[3]) in (0.968, 0.966)
+        base.metrics = {key: value for key, value in base.metrics.items() if key != "mnist_test_accuracy"}
+        versions[2].parent_version = 1
+        db.session.commit()
+        assert first_mnist_accuracy(versions[3]) is None
