@@ -250,7 +250,7 @@ def first_mnist_accuracy(version: ModelVersion) -> float | None:
         version = chain[version.parent_version]
         seen.add(version.version)
     accuracy = (version.metrics or {}).get("mnist_test_accuracy")
-    return float(accuracy) if isinstance(accuracy, (int, float)) and not isinstance(accuracy, bool) else None
+    return None if accuracy is None else float(accuracy)
 
 
 def _keep_first_judgment(parent: ModelVersion, before: dict) -> None:
