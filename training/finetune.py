@@ -16,7 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from training.gate import Decision, confusion, decide  # noqa: E402
+from training.gate import Decision, confusion, contributor_share, decide  # noqa: E402
 from training.mnist import Mnist  # noqa: E402
 from training.preprocess import to_model_input  # noqa: E402
 from training.train import CONFIGS, TrainConfig, accuracy, fit, recalibrate_batch_norm, set_seed  # noqa: E402
@@ -80,10 +80,12 @@ def fine_tune_config(name: str, *, epochs: int, mnist_minimum: int) -> FineTuneC
 
 @dataclass(frozen=True)
 class Samples:
-    """Preprocessed drawings as stored: (N, 28, 28) uint8 pixels and (N,) labels."""
+    """Preprocessed drawings as stored: (N, 28, 28) uint8 pixels and (N,) labels, and who drew
+    each where it matters (a holdout: the gate asks how much of it one contributor made)."""
 
     x: np.ndarray
     y: np.ndarray
+    contributors: np.ndarray | None = None
 
     @classmethod
     def empty(cls) -> "Samples":
@@ -191,19 +193,23 @@ def predicted(model: keras.Model, x: np.ndarray) -> np.ndarray:
 
 def judge(parent: keras.Model, candidate: keras.Model, *, mnist: Mnist | None, holdout: Samples,
           reference: Samples, mnist_tolerance: float, mnist_first: float | None = None,
-          num_classes: int = 10) -> tuple[dict, dict, Decision]:
+          max_share: float = 1.0, num_classes: int = 10) -> tuple[dict, dict, Decision]:
     """Both networks answer the same drawings; the paired gate (training.gate) decides.
 
     Returns the parent's and the candidate's metrics (accuracies, set sizes, the candidate's
     confusion matrix on the holdout) and the decision, whose checks hold the counts. Without
     ``mnist`` (a label set other than digits) there is no MNIST check; ``mnist_first`` is the
-    MNIST accuracy of the version the parent's chain of fine-tunes started from, if known.
+    MNIST accuracy of the version the parent's chain of fine-tunes started from, if known. A
+    holdout with ``contributors`` one of whom made more than ``max_share`` of it cannot be the
+    evidence of improvement (training.gate.decide).
     """
     sets = {"holdout": (holdout.x, holdout.y), "reference": (reference.x, reference.y)}
     if mnist is not None:
         sets = {"mnist": (mnist.x_test, mnist.y_test), **sets}
     answers = {name: (y, predicted(parent, x), predicted(candidate, x)) for name, (x, y) in sets.items()}
-    decision = decide(answers, mnist_tolerance=mnist_tolerance, mnist_first=mnist_first)
+    shares = {} if holdout.contributors is None else {"holdout": contributor_share(holdout.contributors)}
+    decision = decide(answers, mnist_tolerance=mnist_tolerance, mnist_first=mnist_first, largest_share=shares,
+                      max_share=max_share)
 
     def metrics(which: int) -> dict:
         found = {"mnist_test_accuracy": float(np.mean(answers["mnist"][which] == mnist.y_test))} if mnist else {}

@@ -154,11 +154,12 @@ def _run_network(run: TrainingRun, name: str, *, index: int, mnist, reference, e
 def _samples(query):
     from training.finetune import Samples
 
-    rows = db.session.execute(query.with_only_columns(Drawing.pixels, Drawing.label)).all()
+    rows = db.session.execute(query.with_only_columns(Drawing.pixels, Drawing.label, Drawing.client_id)).all()
     if not rows:
         return Samples.empty()
     pixels = np.frombuffer(b"".join(row[0] for row in rows), np.uint8).reshape(-1, 28, 28)
-    return Samples(pixels.copy(), np.array([row[1] for row in rows], np.uint8))
+    return Samples(pixels.copy(), np.array([row[1] for row in rows], np.uint8),
+                   np.array([row[2] for row in rows], dtype=object))
 
 
 def _training_data(run: TrainingRun, parent: ModelVersion, *, reference) -> TrainingData | None:
@@ -225,6 +226,7 @@ def _fine_tune_and_publish(run: TrainingRun, name: str, *, parent: ModelVersion,
                                         holdout=data.holdout, reference=data.reference,
                                         mnist_tolerance=config["MNIST_TOLERANCE"],
                                         mnist_first=first_mnist_accuracy(parent) if mnist is not None else None,
+                                        max_share=config["CONTRIBUTOR_SHARE"],
                                         num_classes=int(candidate.output_shape[-1]))
         promote, reason = decision.promote, decision.reason[:2000]
         _keep_first_judgment(parent, before)

@@ -34,6 +34,8 @@ def test_a_run_fine_tunes_gates_and_publishes_both_networks(app, client, many_dr
         assert entry["version"] == 2 and entry["parent"] == 1
         assert entry["before"]["holdout_size"] == entry["after"]["holdout_size"] > 0
         assert entry["new_samples"] > 0
+        # The gate knows who made the holdout: here one test client made all of it.
+        assert entry["checks"]["holdout"]["largest_contributor_share"] == 1.0
     with app.app_context():
         for name, entry in result.items():
             rows = db.session.scalars(select(ModelVersion).where(ModelVersion.name == name)
