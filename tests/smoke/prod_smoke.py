@@ -47,6 +47,7 @@ RSS_FLOOR_MB = 200.0
 CONTRIBUTIONS = 64  # canvas drawings contributed, reviewed by the admin
 MISLABELLED = 4  # of which this many carry a wrong label and are rejected
 PREDICTIONS = 24  # predictions made and rated (feedback)
+RATERS = 4  # visitors who make and rate them
 BURST = 30  # predictions answered just before the SIGTERM: all must be stored
 VISITORS = 50
 
@@ -317,20 +318,22 @@ class Smoke:
         contributions, predictions, burst = (drawings[:CONTRIBUTIONS], drawings[CONTRIBUTIONS:-BURST],
                                              drawings[-BURST:])
         with self.phase(f"traffic: {len(predictions)} predictions rated, {len(contributions)} contributions"):
-            visitor = self.visitor_cookie()
+            # Several people rate: a holdout one of them made most of would not count as evidence.
+            visitors = [self.visitor_cookie() for _ in range(RATERS)]
+            cookies = [visitors[index % RATERS] for index in range(len(predictions))]
             with ThreadPoolExecutor(4) as pool:
-                answers = list(pool.map(lambda d: self.ok("POST", "/api/v1/predictions", {"image": d[0]},
-                                                          cookie=visitor), predictions))
+                answers = list(pool.map(lambda d, cookie: self.ok("POST", "/api/v1/predictions", {"image": d[0]},
+                                                                  cookie=cookie), predictions, cookies))
             self.require("every prediction has both networks at v1", all(
                 {a["predictions"][n]["model_version"] for n in ("fnn", "cnn")} == {1} for a in answers))
             correct = sum(a["predictions"]["cnn"]["label"] == d[1] for a, d in zip(answers, predictions))
             print(f"   base CNN right on {correct}/{len(predictions)} canvas drawings")
             self.answered_ids += [a["id"] for a in answers if a.get("id")]
             rated, early = 0, 0
-            for answer, (_, label) in zip(answers, predictions):
+            for answer, (_, label), cookie in zip(answers, predictions, cookies):
                 for attempt in range(50):
                     status, body = self.request("POST", f"/api/v1/predictions/{answer['id']}/feedback",
-                                                {"label": label}, cookie=visitor)
+                                                {"label": label}, cookie=cookie)
                     if status != 404:  # 404: the write-behind has not stored it yet
                         break
                     early += attempt == 0
