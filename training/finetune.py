@@ -16,7 +16,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from training.gate import Decision, confusion, contributor_share, decide  # noqa: E402
+from training.contributors import counted  # noqa: E402
+from training.gate import Decision, confusion, decide  # noqa: E402
 from training.mnist import Mnist  # noqa: E402
 from training.preprocess import to_model_input  # noqa: E402
 from training.train import CONFIGS, TrainConfig, accuracy, fit, recalibrate_batch_norm, set_seed  # noqa: E402
@@ -200,15 +201,15 @@ def judge(parent: keras.Model, candidate: keras.Model, *, mnist: Mnist | None, h
     confusion matrix on the holdout) and the decision, whose checks hold the counts. Without
     ``mnist`` (a label set other than digits) there is no MNIST check; ``mnist_first`` is the
     MNIST accuracy of the version the parent's chain of fine-tunes started from, if known. A
-    holdout with ``contributors`` one of whom made more than ``max_share`` of it cannot be the
-    evidence of improvement (training.gate.decide).
+    holdout with ``contributors`` shows improvement only on the drawings no contributor makes
+    more than ``max_share`` of (training.contributors.counted; training.gate.decide).
     """
     sets = {"holdout": (holdout.x, holdout.y), "reference": (reference.x, reference.y)}
     if mnist is not None:
         sets = {"mnist": (mnist.x_test, mnist.y_test), **sets}
     answers = {name: (y, predicted(parent, x), predicted(candidate, x)) for name, (x, y) in sets.items()}
-    shares = {} if holdout.contributors is None else {"holdout": contributor_share(holdout.contributors)}
-    decision = decide(answers, mnist_tolerance=mnist_tolerance, mnist_first=mnist_first, largest_share=shares,
+    capped = {} if holdout.contributors is None else {"holdout": counted(holdout.contributors, share=max_share)}
+    decision = decide(answers, mnist_tolerance=mnist_tolerance, mnist_first=mnist_first, counted=capped,
                       max_share=max_share)
 
     def metrics(which: int) -> dict:

@@ -8,7 +8,6 @@ more out of ``fixed + broken`` is a binomial tail.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from math import comb, exp, lgamma, log
 
@@ -75,7 +74,7 @@ class Decision:
 
 
 def decide(sets: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], *, mnist_tolerance: float,
-           mnist_first: float | None = None, largest_share: dict[str, float] | None = None,
+           mnist_first: float | None = None, counted: dict[str, np.ndarray] | None = None,
            max_share: float = 1.0, significance: float = SIGNIFICANCE) -> Decision:
     """Promote only with evidence of improvement and no significant regression anywhere.
 
@@ -85,15 +84,14 @@ def decide(sets: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], *, mnist_
     from ``mnist_first``, the MNIST accuracy of the version the chain of fine-tunes started
     from (each promotion may lose a little, and those losses add up); no evidence set may get
     significantly worse; no digit, over the evidence sets together, may; and the candidate must
-    be significantly better on at least one evidence set. A set one contributor made more than
-    ``max_share`` of (``largest_share``: a set's name -> its biggest contributor's share) still
-    guards against regression but shows no improvement: it would measure how well the network
-    learnt that person, not people. The reason names the deciding check.
+    be significantly better on at least one evidence set. Of a set in ``counted`` (its name ->
+    which drawings count, training.contributors.counted), only those drawings can show the
+    improvement, so that no contributor makes more than ``max_share`` of the evidence: one
+    person's drawings would measure how well the network learnt that person, not people. The
+    whole set still guards against regression. The reason names the deciding check.
     """
     results = {name: paired(name, *arrays) for name, arrays in sets.items() if len(arrays[0])}
-    checks = {name: result.as_dict() | ({"largest_contributor_share": round(largest_share[name], 4)}
-                                        if name in (largest_share or {}) else {})
-              for name, result in results.items()}
+    checks = {name: result.as_dict() for name, result in results.items()}
     summary = "; ".join(result.text() for result in results.values())
 
     def verdict(promote: bool, why: str) -> Decision:
@@ -117,24 +115,32 @@ def decide(sets: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], *, mnist_
             if result.size and result.p_worse < significance:
                 return verdict(False, f"worse on the digit {digit}: {result.broken} broken against "
                                       f"{result.fixed} fixed (p = {result.p_worse:.3f})")
-    best, why_not = _best_evidence(evidence, largest_share or {}, max_share, significance)
-    if best is None:
-        return verdict(False, why_not)
-    return verdict(True, f"better on the {best.name} set: {best.fixed} fixed against {best.broken} broken "
-                         f"(p = {best.p_better:.3g})")
+    promote, why = _evidence(evidence, sets, checks, counted or {}, max_share, significance)
+    return verdict(promote, why)
 
 
-def _best_evidence(evidence: list[Paired], shares: dict[str, float], max_share: float,
-                   significance: float) -> tuple[Paired | None, str]:
-    """The evidence set the candidate is most significantly better on, or None and why there is none."""
-    steered = {r.name for r in evidence if shares.get(r.name, 0.0) > max_share + 1e-9}
-    better = [r for r in evidence if r.p_better < significance and r.name not in steered]
-    if better:
-        return min(better, key=lambda r: r.p_better), ""
-    return None, "no evidence of improvement: " + (", ".join(
-        f"{r.name} {r.fixed} fixed against {r.broken} broken (p = {r.p_better:.2f})"
-        + (f", not counted: one contributor made {shares[r.name]:.0%} of it, over the {max_share:.0%} allowed"
-           if r.name in steered else "") for r in evidence) or "nothing to judge on")
+def _evidence(evidence: list[Paired], sets: dict, checks: dict, counted: dict[str, np.ndarray], max_share: float,
+              significance: float) -> tuple[bool, str]:
+    """Whether the candidate is significantly better on an evidence set, counting of a set in
+    ``counted`` only the drawings its mask keeps (their counts go into ``checks``), and why."""
+    shown, notes = [], {}
+    for result in evidence:
+        mask = counted.get(result.name)
+        if mask is not None and not mask.all():
+            part = paired(result.name, *(array[mask] for array in sets[result.name]))
+            checks[result.name]["counted"] = part.as_dict()
+            notes[result.name] = (f" (counting {part.size} of its {result.size} drawings, no contributor "
+                                  f"over {max_share:.0%} of them)")
+            result = part
+        shown.append(result)
+    better = [result for result in shown if result.p_better < significance]
+    if not better:
+        return False, "no evidence of improvement: " + (", ".join(
+            f"{r.name} {r.fixed} fixed against {r.broken} broken{notes.get(r.name, '')} (p = {r.p_better:.2f})"
+            for r in shown) or "nothing to judge on")
+    best = min(better, key=lambda result: result.p_better)
+    return True, (f"better on the {best.name} set: {best.fixed} fixed against {best.broken} broken"
+                  f"{notes.get(best.name, '')} (p = {best.p_better:.3g})")
 
 
 def _mnist_fall(mnist: Paired, tolerance: float, first: float | None) -> str | None:
@@ -148,14 +154,6 @@ def _mnist_fall(mnist: Paired, tolerance: float, first: float | None) -> str | N
         return (f"MNIST test would be {below * 100:.2f} points below the first version's {first:.2%}, more than "
                 f"the {tolerance * 100:.2f} allowed over all promotions")
     return None
-
-
-def contributor_share(contributors: np.ndarray) -> float:
-    """The share of drawings the biggest contributor made (0.0 for none). Drawings of no known
-    contributor (imports) count as one, as the training cap counts them."""
-    if len(contributors) == 0:
-        return 0.0
-    return max(Counter(list(contributors)).values()) / len(contributors)
 
 
 def chance_tail(successes: int, trials: int, chance: float) -> float:

@@ -12,6 +12,7 @@ from flask import current_app
 from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import aliased
 
+from training.contributors import share_limit
 from webapp.extensions import db
 from webapp.models import DIGITS_ID, Drawing, Prediction, utcnow
 
@@ -157,11 +158,7 @@ def contributor_limit(counts: list[int], *, share: float, minimum: int) -> int:
     batch, but at least ``minimum``: with fewer than 1/share contributors no limit satisfies the
     share, and a lone contributor's drawings must still be trained on, a slice at a time.
     """
-    best = 0
-    for limit in range(1, max(counts, default=0) + 1):
-        if limit <= share * sum(min(count, limit) for count in counts):
-            best = limit
-    return max(best, minimum)
+    return max(share_limit(counts, share=share), minimum)
 
 
 def release_batch(*, taken_at: datetime) -> int:

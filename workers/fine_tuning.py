@@ -182,7 +182,9 @@ def _training_data(run: TrainingRun, parent: ModelVersion, *, reference) -> Trai
         return None
     replay = (_samples(training.where(Drawing.batched_at <= parent.data_until)) if parent.data_until
               else Samples.empty())
-    holdout = _samples(confirmed.where(Drawing.holdout, Drawing.first_confirmed_at <= run.started_at))
+    # Earliest confirmed first: the gate counts each contributor's first drawings up to the share.
+    holdout = _samples(confirmed.where(Drawing.holdout, Drawing.first_confirmed_at <= run.started_at)
+                       .order_by(Drawing.first_confirmed_at, Drawing.id))
     return TrainingData(new=new, replay=replay, holdout=holdout, reference=reference, data_until=run.started_at)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.gate import binomial_tail, confusion, contributor_share, decide
+from training.gate import binomial_tail, confusion, decide
 
 TOLERANCE = 0.002
 
@@ -52,31 +52,39 @@ def test_a_holdout_one_contributor_made_cannot_show_improvement():
     """With one person contributing, the holdout is that person's drawings: fixing them shows the
     network learnt that person, not that it reads people better, so it is not the evidence."""
     holdout = answers(200, parent_wrong=list(range(12)), candidate_wrong=[12])  # 12 fixed, 1 broken
-    alone = decide({"holdout": holdout}, mnist_tolerance=TOLERANCE, largest_share={"holdout": 1.0}, max_share=0.25)
+    alone = decide({"holdout": holdout}, mnist_tolerance=TOLERANCE, counted={"holdout": np.zeros(200, bool)},
+                   max_share=0.25)
     assert not alone.promote
-    assert "no evidence of improvement: holdout 12 fixed against 1 broken" in alone.reason
-    assert "one contributor made 100% of it, over the 25% allowed" in alone.reason
-    assert alone.checks["holdout"]["largest_contributor_share"] == 1.0
-    # Exactly the share allowed (four contributors, as many drawings each) counts.
-    shared = decide({"holdout": holdout}, mnist_tolerance=TOLERANCE, largest_share={"holdout": 0.25}, max_share=0.25)
-    assert shared.promote and "better on the holdout set" in shared.reason
+    assert ("no evidence of improvement: holdout 0 fixed against 0 broken (counting 0 of its 200 drawings, "
+            "no contributor over 25% of them)") in alone.reason
+    assert alone.checks["holdout"]["fixed"] == 12 and alone.checks["holdout"]["counted"]["size"] == 0
+    # Counting every drawing is the plain test.
+    everyone = decide({"holdout": holdout}, mnist_tolerance=TOLERANCE, counted={"holdout": np.ones(200, bool)},
+                      max_share=0.25)
+    assert everyone.promote and "better on the holdout set: 12 fixed against 1 broken (p" in everyone.reason
+    assert "counted" not in everyone.checks["holdout"]
     # The reference set, many writers' drawings, can still give the evidence ...
     reference = answers(1000, parent_wrong=list(range(30)), candidate_wrong=[40, 41])
     both = decide({"holdout": holdout, "reference": reference}, mnist_tolerance=TOLERANCE,
-                  largest_share={"holdout": 1.0}, max_share=0.25)
+                  counted={"holdout": np.zeros(200, bool)}, max_share=0.25)
     assert both.promote and "better on the reference set: 30 fixed against 2 broken" in both.reason
-    # ... and the one contributor's holdout still guards against regression.
+    # ... and the whole holdout still guards against regression.
     worse = answers(200, parent_wrong=[], candidate_wrong=list(range(10)))
     refused = decide({"holdout": worse, "reference": reference}, mnist_tolerance=TOLERANCE,
-                     largest_share={"holdout": 1.0}, max_share=0.25)
+                     counted={"holdout": np.zeros(200, bool)}, max_share=0.25)
     assert not refused.promote and "worse on the holdout set: 10 broken against 0 fixed" in refused.reason
 
 
-def test_the_largest_contributor_share_counts_unknown_contributors_as_one():
-    assert contributor_share(np.array([], dtype=object)) == 0.0
-    assert contributor_share(np.array(["a", "b", "a", "c"], dtype=object)) == 0.5
-    # Imported drawings have no contributor: together they are one, as the training cap counts them.
-    assert contributor_share(np.array([None, None, None, "a"], dtype=object)) == 0.75
+def test_only_the_counted_part_of_a_holdout_shows_improvement():
+    # The fixes are all in drawings that do not count (a prolific contributor's beyond the cap).
+    holdout = answers(200, parent_wrong=list(range(12)), candidate_wrong=[])
+    mask = np.arange(200) >= 100
+    decision = decide({"holdout": holdout}, mnist_tolerance=TOLERANCE, counted={"holdout": mask}, max_share=0.25)
+    assert not decision.promote and "holdout 0 fixed against 0 broken (counting 100 of its 200" in decision.reason
+    shown = decide({"holdout": holdout}, mnist_tolerance=TOLERANCE, counted={"holdout": ~mask}, max_share=0.25)
+    assert shown.promote
+    assert "better on the holdout set: 12 fixed against 0 broken (counting 100 of its 200 drawings" in shown.reason
+    assert shown.checks["holdout"]["counted"]["size"] == 100 and shown.checks["holdout"]["counted"]["fixed"] == 12
 
 
 def test_a_significant_regression_on_one_set_rejects_despite_gains_elsewhere():

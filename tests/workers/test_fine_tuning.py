@@ -34,8 +34,6 @@ def test_a_run_fine_tunes_gates_and_publishes_both_networks(app, client, many_dr
         assert entry["version"] == 2 and entry["parent"] == 1
         assert entry["before"]["holdout_size"] == entry["after"]["holdout_size"] > 0
         assert entry["new_samples"] > 0
-        # The gate knows who made the holdout: here one test client made all of it.
-        assert entry["checks"]["holdout"]["largest_contributor_share"] == 1.0
     with app.app_context():
         for name, entry in result.items():
             rows = db.session.scalars(select(ModelVersion).where(ModelVersion.name == name)
@@ -127,3 +125,25 @@ def test_the_mnist_figure_to_keep_is_the_first_version_of_the_chain(app):
         versions[2].parent_version = 1
         db.session.commit()
         assert first_mnist_accuracy(versions[3]) is None
+
+
+def test_the_holdout_a_run_is_judged_on_knows_who_made_each_drawing(app, client, many_drawings, admin_token,
+                                                                   queued, fast_training):
+    """The gate counts no contributor over CONTRIBUTOR_SHARE of its evidence, so the holdout the
+    worker loads carries each drawing's contributor, earliest confirmed first."""
+    from workers.fine_tuning import _begin_attempt, _training_data
+
+    app.config.update(AUTO_CONFIRM=True)
+    other = app.test_client()  # another cookie jar: another contributor
+    contribute(client, many_drawings[:30])
+    contribute(other, many_drawings[30:60])
+    run_id = client.post("/api/v1/training-runs", headers=admin_token).json["id"]
+    with app.app_context():
+        run = db.session.get(TrainingRun, run_id)
+        assert _begin_attempt(run)
+        parent = db.session.scalar(select(ModelVersion).where(ModelVersion.name == "cnn"))
+        data = _training_data(run, parent, reference=None)
+        expected = db.session.execute(select(Drawing.client_id).where(Drawing.holdout)
+                                      .order_by(Drawing.first_confirmed_at, Drawing.id)).scalars().all()
+    assert len(set(expected)) == 2 and len(data.holdout) == len(expected) > 0
+    assert data.holdout.contributors.tolist() == expected
