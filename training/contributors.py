@@ -38,9 +38,3 @@ def counted(contributors: np.ndarray, *, share: float) -> np.ndarray:
         mask[index] = seen[key] <= limit
     return mask
 
-
-def largest_share(contributors: np.ndarray) -> float:
-    """The share of drawings the biggest contributor made (0.0 for none)."""
-    if len(contributors) == 0:
-        return 0.0
-    return max(Counter(list(contributors)).values()) / len(contributors)
