@@ -147,3 +147,26 @@ def test_the_holdout_a_run_is_judged_on_knows_who_made_each_drawing(app, client,
                                       .order_by(Drawing.first_confirmed_at, Drawing.id)).scalars().all()
     assert len(set(expected)) == 2 and len(data.holdout) == len(expected) > 0
     assert data.holdout.contributors.tolist() == expected
+
+
+def test_a_run_judges_with_the_deployments_contributor_share(app, client, many_drawings, admin_token, queued,
+                                                            fast_training, monkeypatch):
+    import training.finetune
+    from workers.fine_tuning import execute_run
+
+    judged = []
+    real_judge = training.finetune.judge
+
+    def spy(*args, **kwargs):
+        judged.append((kwargs["max_share"], list(kwargs["holdout"].contributors)))
+        return real_judge(*args, **kwargs)
+
+    monkeypatch.setattr(training.finetune, "judge", spy)
+    app.config.update(AUTO_CONFIRM=True, CONTRIBUTOR_SHARE=0.3)
+    contribute(client, many_drawings[:60])
+    run_id = client.post("/api/v1/training-runs", headers=admin_token).json["id"]
+    with app.app_context():
+        execute_run(run_id)
+        holdout = db.session.execute(select(Drawing.client_id).where(Drawing.holdout)).scalars().all()
+    assert [share for share, _ in judged] == [0.3, 0.3]  # both networks, the deployment's share
+    assert all(sorted(contributors) == sorted(holdout) for _, contributors in judged)
