@@ -56,6 +56,12 @@ class FineTuneConfig:
     # read well (the reference set's writers among them) while the new drawings pull it on.
     # 0 trains on the labels alone.
     distillation: float = 0.0
+    # Boundary replay: each new drawing also brings the MNIST training images nearest to it in
+    # pixel space that carry another digit (up to this many), replayed like MNIST. They sit
+    # where the new drawings pull the classes' borders, which a random MNIST sample rarely
+    # covers, so what the parent read there stays read (a teach writer's 2 moved a reference
+    # writer's flagged 1 without them). 0: none.
+    boundary_neighbours: int = 0
 
     def __post_init__(self):
         # Checked here so that a bad setting fails before a model is loaded or a mix is drawn.
@@ -69,7 +75,7 @@ class FineTuneConfig:
 # drawings than it fixed (README), so it augments only the new drawings, replays six times
 # as much MNIST and learns it toward its parent's answers.
 NETWORK_SETTINGS = {
-    "fnn": {"augment": "new", "distillation": 0.9, "mnist_ratio": 6.0},
+    "fnn": {"augment": "new", "distillation": 0.9, "mnist_ratio": 6.0, "boundary_neighbours": 30},
     "cnn": {"mnist_ratio": 1.0},
 }
 
@@ -111,9 +117,36 @@ def training_mix(*, new: Samples, replay: Samples, mnist: Mnist | None, config: 
     users = sum(len(y) for y in parts_y)
     count = min(len(mnist.x_train), max(config.mnist_minimum, int(users * config.mnist_ratio)))
     take = rng.choice(len(mnist.x_train), size=count, replace=False)
+    if config.boundary_neighbours:
+        take = np.concatenate([take, nearest_other_digits(new, mnist.x_train, mnist.y_train,
+                                                          k=config.boundary_neighbours)])
     parts_x.append(mnist.x_train[take])
     parts_y.append(mnist.y_train[take])
     return Samples(np.concatenate(parts_x), np.concatenate(parts_y).astype(np.uint8))
+
+
+def nearest_other_digits(new: Samples, pool_x: np.ndarray, pool_y: np.ndarray, *, k: int,
+                         chunk: int = 5000) -> np.ndarray:
+    """Indices into the pool of the ``k`` images nearest (Euclidean, in pixels) to each new
+    drawing among those labelled otherwise, each index once, in order. The pool is read a
+    chunk at a time, so the distances never take more than len(new) x chunk floats."""
+    if len(new) == 0 or k <= 0:
+        return np.zeros((0,), np.int64)
+    queries = new.x.reshape(len(new), -1).astype(np.float32) / 255  # in [0, 1]: float32 keeps the sums exact enough
+    query_norms = (queries ** 2).sum(axis=1)[:, None]
+    found_distances, found_indices = [], []
+    for start in range(0, len(pool_x), chunk):
+        block = pool_x[start:start + chunk].reshape(-1, queries.shape[1]).astype(np.float32) / 255
+        distances = query_norms - 2 * queries @ block.T + (block ** 2).sum(axis=1)[None, :]
+        distances[new.y[:, None] == pool_y[None, start:start + chunk]] = np.inf
+        keep = min(k, distances.shape[1])
+        nearest = np.argpartition(distances, keep - 1, axis=1)[:, :keep]
+        found_distances.append(np.take_along_axis(distances, nearest, axis=1))
+        found_indices.append(nearest + start)
+    distances, indices = np.concatenate(found_distances, axis=1), np.concatenate(found_indices, axis=1)
+    order = np.argsort(distances, axis=1, kind="stable")[:, :k]
+    finite = np.isfinite(np.take_along_axis(distances, order, axis=1))  # a pool with too few other digits
+    return np.unique(np.take_along_axis(indices, order, axis=1)[finite])
 
 
 class _ProgressCallback(keras.callbacks.Callback):

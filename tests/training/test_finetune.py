@@ -32,6 +32,48 @@ def test_a_small_batch_still_gets_the_mnist_minimum(mnist):
     assert len(mix) == 10 * config.new_repeats + config.mnist_minimum
 
 
+def test_boundary_replay_brings_the_nearest_images_of_other_digits():
+    from training.finetune import nearest_other_digits
+
+    rng = np.random.default_rng(0)
+    pool_x = rng.integers(0, 256, size=(500, 28, 28), dtype=np.uint8)
+    pool_y = rng.integers(0, 10, size=500).astype(np.uint8)
+    new = Samples(rng.integers(0, 256, size=(7, 28, 28), dtype=np.uint8), rng.integers(0, 10, size=7).astype(np.uint8))
+    found = nearest_other_digits(new, pool_x, pool_y, k=4, chunk=64)
+    # Brute force, in float64: each drawing's four nearest among the images of other digits.
+    expected = set()
+    for image, label in zip(new.x.astype(np.float64), new.y):
+        distances = ((pool_x.astype(np.float64) - image) ** 2).sum(axis=(1, 2))
+        distances[pool_y == label] = np.inf
+        expected |= set(np.argsort(distances)[:4].tolist())
+    assert found.tolist() == sorted(expected)
+    assert found.tolist() == nearest_other_digits(new, pool_x, pool_y, k=4, chunk=10_000).tolist()
+
+
+def test_boundary_replay_never_brings_the_drawings_own_digit():
+    from training.finetune import nearest_other_digits
+
+    pool_x = np.stack([np.full((28, 28), value, np.uint8) for value in (100, 101, 150, 250)])
+    pool_y = np.array([3, 3, 5, 8], np.uint8)
+    new = Samples(np.full((1, 28, 28), 100, np.uint8), np.array([3], np.uint8))
+    assert nearest_other_digits(new, pool_x, pool_y, k=1).tolist() == [2]  # the 5, not the identical 3s
+    assert nearest_other_digits(new, pool_x, pool_y, k=5).tolist() == [2, 3]  # only two others exist
+    assert len(nearest_other_digits(Samples.empty(), pool_x, pool_y, k=3)) == 0
+
+
+def test_the_mix_adds_the_boundary_images_after_mnist(mnist):
+    from training.finetune import nearest_other_digits
+
+    config = FineTuneConfig(epochs=1, new_repeats=2, mnist_ratio=3.0, mnist_minimum=100, boundary_neighbours=5)
+    new = Samples(mnist.x_val[:20], mnist.y_val[:20])
+    mix = training_mix(new=new, replay=Samples.empty(), mnist=mnist, config=config, rng=np.random.default_rng(0))
+    near = nearest_other_digits(new, mnist.x_train, mnist.y_train, k=5)
+    assert 5 <= len(near) <= 100
+    assert len(mix) == 40 + 120 + len(near)
+    np.testing.assert_array_equal(mix.x[-len(near):], mnist.x_train[near])
+    np.testing.assert_array_equal(mix.y[-len(near):], mnist.y_train[near])
+
+
 def test_training_runs_use_the_deployment_settings_for_every_network():
     """The epochs and the MNIST minimum come from webapp/config.py, the one place that owns them."""
     from training import MODEL_NAMES
