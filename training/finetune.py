@@ -73,7 +73,8 @@ class FineTuneConfig:
 # The CNN keeps MNIST with as many MNIST images as drawings. The FNN's answers on other
 # writers move more: with its MNIST replay augmented it broke far more reference-set
 # drawings than it fixed (README), so it augments only the new drawings, replays six times
-# as much MNIST and learns it toward its parent's answers.
+# as much MNIST and learns it toward its parent's answers, and replays the MNIST images of
+# other digits nearest each new drawing (without them no FNN candidate passed the gate).
 NETWORK_SETTINGS = {
     "fnn": {"augment": "new", "distillation": 0.9, "mnist_ratio": 6.0, "boundary_neighbours": 30},
     "cnn": {"mnist_ratio": 1.0},
