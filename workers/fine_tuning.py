@@ -151,15 +151,18 @@ def _run_network(run: TrainingRun, name: str, *, index: int, mnist, reference, e
     return _fine_tune_and_publish(run, name, parent=parent, data=data, mnist=mnist, index=index)
 
 
-def _samples(query):
+def _samples(query, *, contributors: bool = False):
+    """The drawings ``query`` selects; with ``contributors``, who made each (the gate caps a
+    holdout's evidence per contributor; training needs no one's id)."""
     from training.finetune import Samples
 
-    rows = db.session.execute(query.with_only_columns(Drawing.pixels, Drawing.label, Drawing.client_id)).all()
+    columns = (Drawing.pixels, Drawing.label) + ((Drawing.client_id,) if contributors else ())
+    rows = db.session.execute(query.with_only_columns(*columns)).all()
     if not rows:
         return Samples.empty()
     pixels = np.frombuffer(b"".join(row[0] for row in rows), np.uint8).reshape(-1, 28, 28)
-    return Samples(pixels.copy(), np.array([row[1] for row in rows], np.uint8),
-                   np.array([row[2] for row in rows], dtype=object))
+    who = np.array([row[2] for row in rows], dtype=object) if contributors else None
+    return Samples(pixels.copy(), np.array([row[1] for row in rows], np.uint8), who)
 
 
 def _training_data(run: TrainingRun, parent: ModelVersion, *, reference) -> TrainingData | None:
@@ -184,7 +187,7 @@ def _training_data(run: TrainingRun, parent: ModelVersion, *, reference) -> Trai
               else Samples.empty())
     # Earliest confirmed first: the gate counts each contributor's first drawings up to the share.
     holdout = _samples(confirmed.where(Drawing.holdout, Drawing.first_confirmed_at <= run.started_at)
-                       .order_by(Drawing.first_confirmed_at, Drawing.id))
+                       .order_by(Drawing.first_confirmed_at, Drawing.id), contributors=True)
     return TrainingData(new=new, replay=replay, holdout=holdout, reference=reference, data_until=run.started_at)
 
 
